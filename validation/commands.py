@@ -1,0 +1,93 @@
+"""The ``slots`` and ``check`` subcommands: inspect one state, or triage one state."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from validation import compare, seam
+from validation.impls.paddle_paths import DEFAULT_NUM_LAYERS
+from validation.state import BatchState
+
+
+def add_impl_options(parser: argparse.ArgumentParser) -> None:
+    """Options every command that runs implementations shares."""
+    parser.add_argument("--backend", choices=seam.BACKENDS, default="paddle",
+                        help="run built-in paths on Paddle (its current device) or as CUDA kernels via CuPy (default: paddle)")
+    parser.add_argument("--layers", type=int, default=DEFAULT_NUM_LAYERS, metavar="N",
+                        help=f"decoder layers to model and compare (default: {DEFAULT_NUM_LAYERS})")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    slots = sub.add_parser(
+        "slots", help="print one implementation's position ids and each consumer's slots for a state",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  dsa-validate slots --state fixtures/states/spec_prefill_bs4.json --impl legacy")
+    slots.add_argument("--state", required=True, metavar="FILE.json", help="a batch-state file")
+    slots.add_argument("--impl", default="single_step",
+                       help="registry name, module:NAME or path/file.py:NAME (default: single_step)")
+    slots.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_impl_options(slots)
+    slots.set_defaults(func=run_slots)
+
+    check = sub.add_parser(
+        "check", help="triage one state: candidate vs baseline, every element against the oracle",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="exit status: 0 no regression, 1 a REGRESSION (with --strict: any finding), 2 bad input\n"
+        "example:\n  dsa-validate check --state fixtures/states/chunked_prefill.json --candidate chunked_fix")
+    check.add_argument("--state", required=True, metavar="FILE.json", help="a batch-state file")
+    check.add_argument("--baseline", default="legacy", help="reference side (default: legacy)")
+    check.add_argument("--candidate", default="single_step", help="side under test (default: single_step)")
+    check.add_argument("--strict", action="store_true", help="exit 1 on any finding that is not OK")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_impl_options(check)
+    check.set_defaults(func=run_check)
+
+
+def run_slots(args: argparse.Namespace) -> int:
+    state = BatchState.from_json(args.state)
+    impl = seam.resolve(args.impl, backend=args.backend, num_layers=args.layers, field_name="impl")
+    obs = seam.observe(impl.new(), state.step_inputs(), args.layers)
+    if args.json:
+        print(json.dumps(_observation_json(impl.name, state, obs)))
+    else:
+        print(_observation_text(impl.name, state, obs))
+    return 0 if obs.error is None else 1
+
+
+def run_check(args: argparse.Namespace) -> int:
+    state = BatchState.from_json(args.state)
+    baseline = seam.resolve(args.baseline, backend=args.backend, num_layers=args.layers, field_name="baseline")
+    candidate = seam.resolve(args.candidate, backend=args.backend, num_layers=args.layers, field_name="candidate")
+    report = compare.compare_state(state, baseline, candidate, args.layers)
+    print(json.dumps(report.to_dict()) if args.json else report.render())
+    return report.exit_code(args.strict)
+
+
+def _observation_json(name: str, state: BatchState, obs: seam.Observation) -> dict[str, Any]:
+    return {
+        "impl": name,
+        "num_tokens": state.num_tokens,
+        "padded_num_tokens": state.padded_num_tokens,
+        "error": obs.error,
+        "hazards": obs.hazards,
+        "position_ids": None if obs.position_ids is None else obs.position_ids.tolist(),
+        "position_ids_dtype": None if obs.position_ids is None else str(obs.position_ids.dtype),
+        "layers": [{c: {"dtype": str(a.dtype), "slots": a.tolist()} for c, a in layer.items()} for layer in obs.layers],
+    }
+
+
+def _observation_text(name: str, state: BatchState, obs: seam.Observation) -> str:
+    head = f"{name}: {state.num_tokens} tokens, {state.padded_num_tokens} launched, block size {state.block_size}"
+    if obs.error is not None:
+        return f"{head}\n  error: {obs.error}"
+    lines = [head, f"  position_ids ({obs.position_ids.dtype}): {obs.position_ids.tolist()}"]
+    for consumer in seam.CONSUMERS:
+        per_layer = [layer[consumer] for layer in obs.layers]
+        if all(a.dtype == per_layer[0].dtype and a.tolist() == per_layer[0].tolist() for a in per_layer):
+            lines.append(f"  {consumer} (all {len(per_layer)} layers, {per_layer[0].dtype}): {per_layer[0].tolist()}")
+        else:
+            lines.extend(f"  {consumer} layer {i} ({a.dtype}): {a.tolist()}" for i, a in enumerate(per_layer))
+    lines.extend(f"  hazard: {h}" for h in obs.hazards)
+    return "\n".join(lines)

@@ -1,0 +1,69 @@
+"""Lazy access to Paddle, and the two facts about Paddle's indexing the faithful models depend on.
+
+Paddle is an optional extra: importing this module never imports Paddle; ``paddle()`` does, and
+raises ``MissingDependency`` naming the extra when it is absent. ``indexing_semantics()`` runs Paddle
+once on a tiny table to learn what it does with a row index of -1 and with a column past a row,
+so the models reproduce what this Paddle build really does instead of what we guess.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from dataclasses import dataclass
+from types import ModuleType
+
+from validation.errors import MissingDependency
+
+
+@functools.cache
+def paddle() -> ModuleType:
+    """Import Paddle once, quietly; raise ``MissingDependency`` when it is not installed."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import paddle as _paddle  # noqa: PLC0415 - optional dependency
+    except ImportError:
+        raise MissingDependency("paddlepaddle", "cpu", "the Paddle models of FastDeploy's code paths") from None
+    return _paddle
+
+
+def available() -> bool:
+    """Whether Paddle can be imported here (for skips with a printed reason)."""
+    try:
+        paddle()
+    except MissingDependency:
+        return False
+    return True
+
+
+def device() -> str:
+    """Paddle's current device, e.g. ``cpu`` or ``gpu:0``."""
+    return str(paddle().device.get_device())
+
+
+@dataclass(frozen=True)
+class IndexingSemantics:
+    """What ``table[rows, cols]`` does on this Paddle build for out-of-range rows."""
+
+    negative_row_wraps: bool  # True: row -1 reads the last row; False: Paddle raises
+
+    def describe(self) -> str:
+        row = "wraps to the last row" if self.negative_row_wraps else "raises"
+        return f"Paddle {paddle().__version__} on {device()}: block_tables[-1, j] {row}"
+
+
+@functools.cache
+def indexing_semantics() -> IndexingSemantics:
+    """Probe Paddle: gather row -1 from a 2x2 table and see what comes back."""
+    pd = paddle()
+    table = pd.to_tensor([[10, 20], [30, 40]], dtype="int32")
+    rows = pd.to_tensor([-1], dtype="int32")
+    cols = pd.to_tensor([0], dtype="int32")
+    try:
+        got = int(table[rows, cols].numpy()[0])
+    except (IndexError, ValueError, RuntimeError, OSError):
+        return IndexingSemantics(negative_row_wraps=False)
+    return IndexingSemantics(negative_row_wraps=got == 30)

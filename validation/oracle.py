@@ -1,0 +1,90 @@
+"""The truth, from first principles, in plain Python integers (SPEC section 2).
+
+For request ``b`` and ``i < seq_lens_this_time[b]``: position ``seq_lens_decoder[b] + i``, logical block
+``position // block_size``, slot ``block_tables[b][logical] * block_size + position % block_size``.
+Tokens are packed request after request; every padded token must map to a negative slot.
+
+This module deliberately shares no code with ``validation.impls`` and does no array arithmetic: it
+reads the state as Python lists, so a bug in numpy or Paddle integer semantics cannot hide on both
+sides of a comparison.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+class InvalidStateError(ValueError):
+    """A real token has no slot: its logical block is -1 or past the table."""
+
+
+@dataclass(frozen=True)
+class TokenTruth:
+    """What one packed token row must be; ``request is None`` for a CUDA-graph padding row."""
+
+    token: int
+    request: int | None
+    position: int | None
+    logical_block: int | None
+    slot: int | None  # None: padding, any negative slot is right
+
+    def accepts(self, slot: int) -> bool:
+        """Whether ``slot`` is the right value for this row under the consumers' contract."""
+        return slot < 0 if self.slot is None else slot == self.slot
+
+
+@dataclass(frozen=True)
+class Truth:
+    """The oracle's answer for one state: one ``TokenTruth`` per launched token row."""
+
+    tokens: tuple[TokenTruth, ...]
+    num_tokens: int
+
+    @property
+    def positions(self) -> list[int]:
+        return [t.position for t in self.tokens[: self.num_tokens]]  # type: ignore[misc]
+
+    @property
+    def slots(self) -> list[int]:
+        """Slots as the consumers should read them; padding rows shown as -1."""
+        return [-1 if t.slot is None else t.slot for t in self.tokens]
+
+
+def truth(state: Any) -> Truth:
+    """Compute the truth for a ``BatchState`` (or anything with ``to_dict()``) or a state mapping."""
+    data: Mapping[str, Any] = state if isinstance(state, Mapping) else state.to_dict()
+    bs = int(data["block_size"])
+    decoded: Sequence[int] = [int(x) for x in data["seq_lens_decoder"]]
+    this_time: Sequence[int] = [int(x) for x in data["seq_lens_this_time"]]
+    tables: Sequence[Sequence[int]] = [[int(x) for x in row] for row in data["block_tables"]]
+    rows: list[TokenTruth] = []
+    for request, (cached, count) in enumerate(zip(decoded, this_time)):
+        for i in range(count):
+            position = cached + i
+            logical = position // bs
+            if logical >= len(tables[request]) or tables[request][logical] < 0:
+                raise InvalidStateError(
+                    f"request {request} position {position}: logical block {logical} is not allocated")
+            slot = tables[request][logical] * bs + position % bs
+            rows.append(TokenTruth(len(rows), request, position, logical, slot))
+    num_tokens = len(rows)
+    padded = data.get("padded_num_tokens")
+    padded = num_tokens if padded is None else int(padded)
+    for token in range(num_tokens, padded):
+        rows.append(TokenTruth(token, None, None, None, None))
+    return Truth(tuple(rows), num_tokens)
+
+
+class Oracle:
+    """The oracle behind the plug-in seam, so it can stand as ``--baseline oracle``."""
+
+    def __call__(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        result = truth(inputs)
+        return {
+            "position_ids": np.asarray(result.positions, dtype=np.int32),
+            "slot_mapping": np.asarray(result.slots, dtype=np.int64),
+        }
