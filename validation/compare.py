@@ -4,7 +4,8 @@ Each compared element (a position, or one consumer's slot in one layer) gets a v
 ``OK`` (candidate right), ``FIX`` (baseline wrong, candidate right), ``REGRESSION`` (candidate wrong
 where the baseline was right, or wrong differently), ``SHARED-BUG`` (both equal and both wrong).
 Equality is bit-exact (dtype, shape, value); rightness is the oracle's, and for a padded token it is
-the consumers' contract: any negative slot. Findings that repeat across layers are folded into one.
+the consumers' contract: any negative slot (two sides that both break it there share one bug, whatever
+each writes). Findings that repeat across layers are folded into one.
 """
 
 from __future__ import annotations
@@ -227,7 +228,9 @@ def _values(arr: np.ndarray | None, length: int) -> tuple[np.ndarray, np.ndarray
 def _collect(report: Report, consumer: str, layer: int | None, expected: Truth, truth_vals: np.ndarray,
              padding: np.ndarray, b_val: np.ndarray, b_has: np.ndarray, b_ok: np.ndarray,
              c_val: np.ndarray, c_has: np.ndarray, c_ok: np.ndarray) -> None:
-    equal = (b_has == c_has) & (~b_has | (b_val == c_val))
+    # On a padding row any negative slot is right, so the garbage two wrong sides write there is
+    # incidental: both breaking the contract is one shared bug, not "wrong differently".
+    equal = ((b_has == c_has) & (~b_has | (b_val == c_val))) | (padding & b_has & c_has)
     verdict = np.where(c_ok, np.where(b_ok, 0, 1), np.where(b_ok | ~equal, 2, 3))  # OK FIX REGRESSION SHARED
     names = (OK, FIX, REGRESSION, SHARED_BUG)
     for code, name in enumerate(names):
