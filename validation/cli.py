@@ -51,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, MissingDependency) as exc:
         print(f"dsa-validate {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into head & co.: not an error of ours
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"dsa-validate {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -146,8 +146,12 @@ def triage(state: BatchState, base: Observation, cand: Observation, baseline_nam
     expected = expected or truth(state)
     _triage_failures(report, base, cand)
     _triage_hazards(report, base, cand)
-    _triage_positions(report, expected, base, cand)
-    _triage_slots(report, expected, base, cand)
+    if cand.error is None:
+        _triage_positions(report, expected, base, cand)
+        _triage_slots(report, expected, base, cand)
+    if base.error is not None:
+        # The launch finding already says the baseline failed; per-element FIXes would only repeat it.
+        report.findings = [f for f in report.findings if f.verdict != FIX or f.consumer == "launch"]
     return report
 
 

@@ -1,0 +1,97 @@
+"""``dsa-validate slots`` and ``check``: output, exit codes, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from support import STATES, requires_paddle
+from validation.cli import main
+
+
+def _write(tmp_path, text: str):
+    path = tmp_path / "state.json"
+    path.write_text(text)
+    return str(path)
+
+
+GOOD = dict(block_size=64, seq_lens_encoder=[0], seq_lens_decoder=[10], seq_lens_this_time=[1], block_tables=[[3]])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"block_size": 64,', "malformed JSON at line 1"),
+        (json.dumps({**GOOD, "seq_len_decoder": [1]}), "seq_len_decoder: unknown field"),
+        (json.dumps({**GOOD, "seq_lens_decoder": [70]}), "block_tables[0]: request 0 writes position 70 in logical block 1, past its table of 1 blocks"),
+        (json.dumps({**GOOD, "block_tables": [[-1]]}), "block_tables[0, 0]: real token at position 10 of request 0 lies on an unallocated (-1) block"),
+    ],
+)
+@pytest.mark.parametrize("command", ["slots", "check"])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, command: str, text: str, message: str) -> None:
+    assert main([command, "--state", _write(tmp_path, text)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and f"dsa-validate {command}: error:" in err
+
+
+def test_missing_file_and_bad_impl_are_exit_2(capsys) -> None:
+    assert main(["check", "--state", "/nonexistent.json"]) == 2
+    assert "cannot read state file" in capsys.readouterr().err
+    assert main(["check", "--state", str(STATES / "spec_decode.json"), "--candidate", "nope"]) == 2
+    assert "candidate: unknown implementation 'nope'" in capsys.readouterr().err
+
+
+@requires_paddle
+def test_slots_prints_positions_and_each_consumer(capsys) -> None:
+    assert main(["slots", "--state", str(STATES / "spec_prefill_bs4.json"), "--impl", "legacy"]) == 0
+    out = capsys.readouterr().out
+    assert "position_ids (int32): [0, 1, 2, 3, 4, 5]" in out
+    assert "attention (all 4 layers, int64): [40, 41, 42, 43, 80, 81]" in out
+    assert "indexer (all 4 layers, int64): [640, 641, 642, 643, 644, 645]" in out
+    assert main(["slots", "--state", str(STATES / "spec_prefill_bs4.json"), "--impl", "fused", "--json", "--layers", "1"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["layers"][0]["attention"] == {"dtype": "int64", "slots": [40, 41, 42, 43, 80, 81]}
+
+
+@requires_paddle
+def test_check_chunked_prefill_shared_bug_then_fix(capsys) -> None:
+    state = str(STATES / "chunked_prefill.json")
+    assert main(["check", "--state", state]) == 0
+    out = capsys.readouterr().out
+    assert "SHARED-BUG position_ids token 0 (request 0, position 128, logical block 2): baseline=0 candidate=0 oracle=128" in out
+    assert main(["check", "--state", state, "--strict"]) == 1
+    capsys.readouterr()
+    assert main(["check", "--state", state, "--candidate", "chunked_fix"]) == 0
+    out = capsys.readouterr().out
+    assert " 0 SHARED-BUG, " in out and "FIX        attention all layers token 0" in out
+
+
+@requires_paddle
+def test_check_block_size_16_names_the_indexer_and_the_right_side(capsys) -> None:
+    assert main(["check", "--state", str(STATES / "block_size_16.json")]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert lines and all(line.split()[:2] == ["FIX", "indexer"] for line in lines if not line.strip().startswith("..."))
+    assert "[candidate matches the oracle]" in lines[0]
+
+
+@requires_paddle
+def test_check_reports_the_int32_product_against_the_oracle(capsys) -> None:
+    assert main(["check", "--state", str(STATES / "int32_overflow.json"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    finding = doc["findings"][0]
+    assert finding["oracle"] == 2147483653 and finding["candidate"] == -2147483643
+    assert finding["note"] == "int32 overflow of block_id * block_size"
+
+
+@requires_paddle
+def test_regression_exits_1(capsys) -> None:
+    assert main(["check", "--state", str(STATES / "padded_batch.json"), "--baseline", "oracle", "--candidate", "legacy"]) == 1
+    assert "REGRESSION attention all layers token 2 (padding)" in capsys.readouterr().out
+
+
+def test_console_script_help_has_an_example() -> None:
+    out = subprocess.run([sys.executable, "-m", "validation.cli", "check", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "example:" in out.stdout and "dsa-validate check --state" in out.stdout
