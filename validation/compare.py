@@ -158,7 +158,9 @@ def triage(state: BatchState, base: Observation, cand: Observation, baseline_nam
 def _triage_failures(report: Report, base: Observation, cand: Observation) -> None:
     if base.error is None and cand.error is None:
         return
-    verdict = classify(base.error is None, cand.error is None, base.error == cand.error)
+    # Two failures are the same bug when they are the same kind of failure (the op names may differ).
+    same = (base.error or "").split(":")[0] == (cand.error or "").split(":")[0]
+    verdict = classify(base.error is None, cand.error is None, same)
     if verdict == OK:
         return
     report.counts[verdict] += 1

@@ -62,8 +62,9 @@ def positions_v1(enc: Tensor, dec: Tensor, this: Tensor, buffer: Tensor, hazards
     check_launch("get_position_ids_and_mask_encoder_batch", int(enc.shape[0]))
     decode_count = pd.where(dec > 0, this, pd.zeros_like(this))
     offset = _exclusive_cumsum(enc + decode_count)
-    write_runs(buffer, offset, pd.zeros_like(enc), enc, "position op (v1)", hazards)
-    write_runs(buffer, offset + enc, dec, decode_count, "position op (v1)", hazards)
+    # Both runs of every thread in one scatter: they never overlap, so the order of writes is moot.
+    write_runs(buffer, pd.concat([offset, offset + enc]), pd.concat([pd.zeros_like(enc), dec]),
+               pd.concat([enc, decode_count]), "position op (v1)", hazards)
 
 
 def positions_v3(enc: Tensor, dec: Tensor, this: Tensor, buffer: Tensor, hazards: list[str]) -> None:
