@@ -96,16 +96,32 @@ def count_words(text: str) -> int:
 
 
 @functools.lru_cache(maxsize=4096)
+def sentences(text: str) -> tuple[str, ...]:
+    """NLTK's English Punkt sentences of ``text`` (what ``nltk.sent_tokenize`` returns)."""
+    return tuple(_sentence_tokenizer().tokenize(text))
+
+
+@functools.lru_cache(maxsize=4096)
 def count_sentences(text: str) -> int:
     """Sentences by NLTK's English Punkt model, as the reference counts them."""
-    return len(_sentence_tokenizer().tokenize(text))
+    return len(sentences(text))
+
+
+@functools.lru_cache(maxsize=16384)
+def _treebank(sentence: str) -> tuple[str, ...]:
+    from nltk.tokenize import _treebank_word_tokenizer
+
+    return tuple(_treebank_word_tokenizer.tokenize(sentence))
 
 
 @functools.lru_cache(maxsize=4096)
 def word_tokens(text: str) -> tuple[str, ...]:
-    """``nltk.word_tokenize`` (English Punkt sentences, then Treebank words)."""
-    ensure_punkt()
-    return tuple(_nltk().word_tokenize(text))
+    """``nltk.word_tokenize(text)``: Punkt sentences, then NLTK's Treebank words per sentence.
+
+    Composed here rather than called whole so that both halves are memoised: the loose variants of a
+    response share most of their sentences.
+    """
+    return tuple(token for sentence in sentences(text) for token in _treebank(sentence))
 
 
 @functools.lru_cache(maxsize=4096)
