@@ -17,6 +17,7 @@ from validation.errors import InputError, MissingDependency
 # Modules that each add one or more subcommands; imported lazily-light (no Paddle at import time).
 COMMAND_MODULES = (
     "validation.commands",
+    "validation.main_job",
     "evals.cli",
 )
 
