@@ -115,7 +115,7 @@ def _load_hub() -> list[dict[str, Any]]:
 
 
 def _prevalidate_jsonl(path: Path) -> list[str]:
-    """Parse each line so malformed JSON is reported by line; returns the line label of each row."""
+    """Parse and schema-check each line so errors name it; returns the line label of each row."""
     labels = []
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
@@ -127,6 +127,7 @@ def _prevalidate_jsonl(path: Path) -> list[str]:
                 raise InputError(str(path), f"not valid JSON: {exc.msg}", index=f"line {number}") from None
             if not isinstance(row, dict):
                 raise InputError(str(path), "each line must be a JSON object", index=f"line {number}")
+            _to_prompt(row, f"line {number}")  # schema errors by line, before datasets infers types
             labels.append(f"line {number}")
     return labels
 
