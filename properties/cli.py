@@ -1,0 +1,119 @@
+"""The ``fuzz`` subcommand: run the property suite and print findings grouped by triage class and scenario.
+
+Output: one progress line per property, then the findings summary; for each failure and each
+finding group, the minimal state as JSON (also written under ``--out``) and the one-line
+``dsa-validate check`` command that reproduces it. Exit 1 on a REGRESSION (with ``--strict``: any
+finding) or a required scenario never generated; 0 otherwise; 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from properties import profiles
+from properties.config import DEFAULT_OUT, PROPERTY_LAYERS, parse_block_sizes
+from properties.runner import FuzzResult, run_fuzz
+from validation import seam
+
+REGRESSIONS_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "regressions"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    fuzz = sub.add_parser(
+        "fuzz", help="property-based fuzzing: candidate vs baseline and oracle over generated server states",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="exit status: 0 no regression, 1 a REGRESSION (with --strict: any finding) or a required scenario\n"
+        "never generated, 2 bad input\n"
+        "examples:\n  dsa-validate fuzz --profile ci\n"
+        "  dsa-validate fuzz --baseline oracle --candidate chunked_fix --block-sizes 16,64,128\n"
+        "  dsa-validate fuzz --sweep-block-sizes --profile nightly --save-regressions")
+    fuzz.add_argument("--baseline", default="legacy", help="reference side (default: legacy; oracle checks against the truth)")
+    fuzz.add_argument("--candidate", default="single_step",
+                      help="side under test: registry name, module:NAME or path/file.py:NAME (default: single_step)")
+    sizes = fuzz.add_mutually_exclusive_group()
+    sizes.add_argument("--block-sizes", default="64", metavar="N,N,...", help="block sizes to draw from (default: 64)")
+    sizes.add_argument("--sweep-block-sizes", action="store_true", help="draw block sizes from 1,16,32,48,64,100,128,256")
+    fuzz.add_argument("--profile", choices=profiles.PROFILE_NAMES, default="ci",
+                      help="dev (seconds), ci (derandomised, ~1 minute), nightly (long, example database on)")
+    fuzz.add_argument("--properties", default=",".join(profiles.PROPERTIES), metavar="P,P,...",
+                      help=f"which properties to run (default: all of {','.join(profiles.PROPERTIES)})")
+    fuzz.add_argument("--max-examples", type=int, metavar="N", help="examples per property, overriding the profile")
+    fuzz.add_argument("--seed", type=int, help="fixed hypothesis seed (instead of the profile's)")
+    fuzz.add_argument("--strict", action="store_true", help="exit 1 on any finding, not only a REGRESSION")
+    fuzz.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
+                      help=f"where counterexamples and finding states are written (default: {DEFAULT_OUT})")
+    fuzz.add_argument("--save-regressions", action="store_true",
+                      help="also copy each failure's minimal state into fixtures/regressions/")
+    fuzz.add_argument("--json", action="store_true", help="print the result as JSON instead of text")
+    fuzz.add_argument("--backend", choices=seam.BACKENDS, default="paddle", help="backend of the built-in paths")
+    fuzz.add_argument("--layers", type=int, default=PROPERTY_LAYERS, metavar="N",
+                      help=f"decoder layers to model and compare (default: {PROPERTY_LAYERS})")
+    fuzz.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    block_sizes = parse_block_sizes(args.block_sizes, sweep=args.sweep_block_sizes)
+    progress = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
+    result = run_fuzz(
+        args.baseline, args.candidate, profile=args.profile, block_sizes=block_sizes, sweep=args.sweep_block_sizes,
+        backend=args.backend, layers=args.layers, strict=args.strict,
+        properties=[p.strip() for p in args.properties.split(",") if p.strip()],
+        progress=progress, max_examples=args.max_examples, seed=args.seed, out_dir=args.out)
+    if args.save_regressions:
+        save_regressions(result)
+    print(json.dumps(result.to_dict()) if args.json else render(result))
+    return result.exit_code
+
+
+def save_regressions(result: FuzzResult) -> list[Path]:
+    """Copy each failed property's minimal counterexample into ``fixtures/regressions/``."""
+    REGRESSIONS_DIR.mkdir(parents=True, exist_ok=True)
+    saved = []
+    for name, stats in result.properties.items():
+        if stats.path is not None:
+            target = REGRESSIONS_DIR / f"{result.config.candidate.replace(':', '_').replace('/', '_')}_{name}.json"
+            shutil.copyfile(stats.path, target)
+            saved.append(target)
+    return saved
+
+
+def render(result: FuzzResult) -> str:
+    """The findings summary: totals, groups by verdict and scenario, failures with reproduction lines."""
+    cfg = result.config
+    lines = [f"fuzz {cfg.baseline} vs {cfg.candidate} (profile {result.profile}, block sizes "
+             f"{','.join(map(str, cfg.block_sizes))}, {cfg.layers} layers): {result.examples} states in "
+             f"{result.seconds:.1f}s"]
+    if result.groups:
+        lines.append("findings by triage class and scenario:")
+    for group in result.groups:
+        consumers = ", ".join(f"{c} {n}" for c, n in group.consumers.most_common())
+        lines.append(f"  {group.verdict:<10} {group.scenario}: {group.count} elements ({consumers}) "
+                     f"in {', '.join(sorted(group.properties))}")
+        if group.case is not None and group.path is not None:
+            lines.append(f"    smallest: {_shown(group.case.state.to_json(), group.path)}")
+            lines.append(f"    reproduce: {cfg.reproduce(group.path)}")
+    for name, stats in result.properties.items():
+        if not stats.failed:
+            continue
+        lines.append(f"FAILED {name} after {stats.examples_to_failure} examples "
+                     f"({(stats.seconds_to_failure or 0):.1f}s){': ' + stats.error if stats.error else ''}")
+        if stats.counterexample is not None:
+            state_json = json.dumps(stats.counterexample["state"], separators=(",", ":"))
+            lines.append(f"  minimal state: {_shown(state_json, stats.path)}")
+            if "history" in stats.counterexample:
+                lines.append(f"  after {len(stats.counterexample['history'])} earlier steps on the same instances "
+                             "(in the file's history; check replays the last step alone)")
+            lines.append(f"  reproduce: {cfg.reproduce(stats.path)}")
+    if result.missing:
+        lines.append(f"NOT REACHED (required by profile {result.profile}): {', '.join(result.missing)}")
+    lines.append(f"exit {result.exit_code}")
+    return "\n".join(lines)
+
+
+def _shown(text: str, path: Path | None, limit: int = 1500) -> str:
+    """A state's JSON inline, or where to find it when it is too long to read on a terminal."""
+    return text if len(text) <= limit else f"{len(text)} characters of JSON, in {path}"

@@ -1,0 +1,168 @@
+"""Findings of every class, kept while hypothesis runs, and counterexamples written as they appear.
+
+Why: hypothesis stops at the first failure, but a fuzz run must report SHARED-BUG and FIX findings
+as well as REGRESSIONs. Each property hands every report to ``Collector.record``; that keeps the
+smallest example per (verdict, scenario), and returns whether the report holds a failing verdict,
+so the property raises only for those and hypothesis shrinks exactly them. The failing case is
+written to disk at once (temp file + ``os.replace``), so a killed run still leaves it behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from properties.config import FuzzConfig
+from properties.strategies import Case
+from validation.compare import Finding, Report
+
+
+@dataclass
+class Group:
+    """All findings of one verdict in one scenario, with the smallest case that showed them."""
+
+    verdict: str
+    scenario: str
+    count: int = 0
+    consumers: Counter = field(default_factory=Counter)
+    properties: set[str] = field(default_factory=set)
+    case: Case | None = None
+    report: Report | None = None
+    path: Path | None = None
+
+
+@dataclass
+class PropertyStats:
+    """One property's run: how much it ran, and its minimal counterexample when it failed."""
+
+    name: str
+    examples: int = 0
+    seconds: float = 0.0
+    failed: bool = False
+    examples_to_failure: int | None = None
+    seconds_to_failure: float | None = None
+    counterexample: dict[str, Any] | None = None
+    report: dict[str, Any] | None = None
+    path: Path | None = None
+    error: str | None = None
+    started: float = field(default_factory=time.perf_counter, repr=False)
+
+
+def size(case: Case) -> tuple[int, int]:
+    """How big a case is to a reader: tokens, requests and table cells of every step, then steps."""
+    steps = (case.state, *case.history)
+    return sum(s.num_tokens + s.bsz + s.block_tables.size for s in steps), len(steps)
+
+
+def scenario_of(finding: Finding, case: Case) -> str:
+    """The scenario a finding belongs to: its request's phase, the padding kind, or the state-wide cause."""
+    prefix = "multi_step " if case.history else ""
+    tags = case.tags
+    if finding.consumer == "launch" and "batch:over_launch_limit" in tags:
+        return prefix + "batch:over_launch_limit"
+    if "int32 overflow" in finding.note:
+        return prefix + "block_id:int32_overflow"
+    if finding.token is not None and finding.request is None and finding.consumer in ("indexer", "attention"):
+        return prefix + ("padding:capture" if "padding:capture" in tags else "padding:overlap")
+    if finding.request is not None and finding.request < len(case.phases):
+        return prefix + f"phase:{case.phases[finding.request]}"
+    if finding.consumer == "memory":
+        return prefix + "memory:buffer_overrun"
+    return prefix + finding.consumer
+
+
+class Collector:
+    """Everything one run saw: examples per property, scenarios reached, findings, counterexamples."""
+
+    def __init__(self, config: FuzzConfig) -> None:
+        self.config = config
+        self.stats: dict[str, PropertyStats] = {}
+        self.reached: Counter = Counter()
+        self.groups: dict[tuple[str, str], Group] = {}
+        self._smallest_failure: dict[str, tuple[int, int]] = {}
+
+    def start(self, name: str) -> PropertyStats:
+        self.stats[name] = PropertyStats(name)
+        return self.stats[name]
+
+    def stop(self, name: str) -> None:
+        stats = self.stats[name]
+        stats.seconds = time.perf_counter() - stats.started
+
+    def record(self, name: str, case: Case, report: Report) -> bool:
+        """Count the example, keep its findings; True when it holds a verdict that fails the property."""
+        stats = self.stats.get(name) or self.start(name)
+        stats.examples += 1
+        self.reached.update(case.tags)
+        this_size = size(case)
+        touched: set[tuple[str, str]] = set()
+        for finding in report.findings:
+            key = (finding.verdict, scenario_of(finding, case))
+            group = self.groups.get(key) or self.groups.setdefault(key, Group(*key))
+            group.count += 1
+            group.consumers[finding.consumer] += 1
+            touched.add(key)
+        for key in touched:
+            group = self.groups[key]
+            group.properties.add(name)
+            if group.case is None or this_size < size(group.case):
+                group.case, group.report = case, report
+        failing = bool(report.verdicts & self.config.failing_verdicts)
+        if failing:
+            self._fail(stats, case, report)
+        return failing
+
+    def _fail(self, stats: PropertyStats, case: Case, report: Report) -> None:
+        if not stats.failed:
+            stats.failed = True
+            stats.examples_to_failure = stats.examples
+            stats.seconds_to_failure = time.perf_counter() - stats.started
+        # Shrinking replays smaller and smaller cases; the last one written is the minimal one.
+        if stats.name in self._smallest_failure and size(case) > self._smallest_failure[stats.name]:
+            return
+        self._smallest_failure[stats.name] = size(case)
+        stats.counterexample = case_file(case, report, self.config, name=stats.name)
+        stats.report = report.to_dict(max_findings=50)
+        stats.path = write_json(self.config.out_dir / f"{stats.name}.json", stats.counterexample)
+
+    def write_findings(self) -> None:
+        """Write the smallest case of every finding group (for its one-line reproduction)."""
+        for group in self.groups.values():
+            if group.case is not None:
+                slug = f"{group.verdict}_{group.scenario}".replace(":", "-").replace(" ", "_").lower()
+                group.path = write_json(self.config.out_dir / "findings" / f"{slug}.json",
+                                        case_file(group.case, group.report, self.config, name=slug))
+
+
+def case_file(case: Case, report: Report | None, config: FuzzConfig, *, name: str) -> dict[str, Any]:
+    """A case in the regression-file form (``BatchState.from_json`` reads its ``state``)."""
+    data: dict[str, Any] = {
+        "name": name,
+        "note": f"found by dsa-validate fuzz; scenarios: {', '.join(sorted(case.tags))}",
+        "state": case.state.to_dict(),
+        "baseline": config.baseline,
+        "candidate": config.candidate,
+        "backend": config.backend,
+        "layers": config.layers,
+        "expected": {"verdicts": sorted(report.verdicts) if report else []},
+    }
+    if case.history:
+        data["history"] = [h.to_dict() for h in case.history]
+    return data
+
+
+def write_json(path: Path, data: dict[str, Any]) -> Path:
+    """Write atomically: a kill mid-write never leaves half a counterexample."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, separators=(",", ":"))
+        handle.write("\n")
+    os.replace(tmp, path)
+    return path

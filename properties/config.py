@@ -1,0 +1,78 @@
+"""What one fuzz run compares: baseline, candidate, block sizes, backend, layers, strictness.
+
+The pytest plugin and the runner both fill a ``FuzzConfig``; the property modules read the current
+one, so ``pytest --pyargs properties --dsa-candidate X`` and ``dsa-validate fuzz --candidate X``
+exercise exactly the same properties.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from properties.strategies import DEFAULT_BLOCK_SIZES, SWEEP_BLOCK_SIZES
+from validation import seam
+from validation.compare import FIX, REGRESSION, SHARED_BUG
+from validation.errors import InputError
+
+# Layers are identical by construction in the built-in models; two are enough to catch a layer that
+# diverges, at half the Paddle calls of the CLI's default.
+PROPERTY_LAYERS = 2
+DEFAULT_OUT = Path(".dsa/counterexamples")
+
+
+@dataclass(frozen=True)
+class FuzzConfig:
+    baseline: str = "legacy"
+    candidate: str = "single_step"
+    block_sizes: tuple[int, ...] = DEFAULT_BLOCK_SIZES
+    backend: str = "paddle"
+    layers: int = PROPERTY_LAYERS
+    strict: bool = False
+    out_dir: Path = field(default=DEFAULT_OUT)
+
+    @property
+    def failing_verdicts(self) -> frozenset[str]:
+        """Verdicts that fail a property (and get shrunk); the others are findings to report."""
+        return frozenset({REGRESSION, SHARED_BUG, FIX} if self.strict else {REGRESSION})
+
+    @functools.cached_property
+    def baseline_impl(self) -> seam.Implementation:
+        return seam.resolve(self.baseline, backend=self.backend, num_layers=self.layers, field_name="baseline")
+
+    @functools.cached_property
+    def candidate_impl(self) -> seam.Implementation:
+        return seam.resolve(self.candidate, backend=self.backend, num_layers=self.layers, field_name="candidate")
+
+    def reproduce(self, path: Path | str) -> str:
+        """The one-line command that replays a saved state through the same two sides."""
+        backend = "" if self.backend == "paddle" else f" --backend {self.backend}"
+        return (f"dsa-validate check --state {path} --baseline {self.baseline} --candidate {self.candidate}"
+                f"{backend} --layers {self.layers}")
+
+
+def parse_block_sizes(text: str, *, sweep: bool = False) -> tuple[int, ...]:
+    """``"16,64,128"`` -> ``(16, 64, 128)``; ``sweep`` gives the sweep list. Bad input is an InputError."""
+    if sweep:
+        return SWEEP_BLOCK_SIZES
+    sizes = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise InputError("block-sizes", f"expected positive integers separated by commas, got {part!r}")
+        sizes.append(int(part))
+    return tuple(dict.fromkeys(sizes))
+
+
+_current = FuzzConfig()
+
+
+def current() -> FuzzConfig:
+    """The configuration the property modules run under (set by the plugin or the runner)."""
+    return _current
+
+
+def set_current(config: FuzzConfig) -> None:
+    global _current
+    _current = config

@@ -1,0 +1,82 @@
+"""Hypothesis settings profiles (dev, ci, nightly), per-property example budgets, and the example
+database (a directory, or Redis for a fleet of CI machines sharing failures).
+
+Why per-property budgets: one equivalence example costs two implementations, a truth example about
+one; the ``ci`` budget is split so that all properties together make >= 5,000 states in <= 60 s on
+two cores. The scenarios each profile must reach are listed here too: a fuzz run that never
+generated one of them has not tested it, and says so with exit 1.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
+
+from validation.errors import InputError
+
+REDIS_ENV = "DSA_HYPOTHESIS_REDIS"
+PROFILE_NAMES = ("dev", "ci", "nightly")
+MACHINE = "multi_step"
+PROPERTIES = ("equivalence", "truth", "invariants", "determinism", MACHINE)
+
+# Examples per property (for ``multi_step``: runs of up to ``STEPS`` steps each).
+BUDGETS: dict[str, dict[str, int]] = {
+    "dev": {"equivalence": 60, "truth": 60, "invariants": 40, "determinism": 20, MACHINE: 10},
+    "ci": {"equivalence": 1400, "truth": 1400, "invariants": 1100, "determinism": 300, MACHINE: 60},
+    "nightly": {"equivalence": 20000, "truth": 20000, "invariants": 10000, "determinism": 2000, MACHINE: 2000},
+}
+STEPS = {"dev": 10, "ci": 12, "nightly": 40}
+
+# Scenarios a run of the profile must generate (``event()`` names), or it fails.
+REQUIRED: dict[str, frozenset[str]] = {
+    "dev": frozenset(),
+    "ci": frozenset({
+        "phase:prefill", "phase:chunked", "phase:prefix_hit", "phase:decode", "phase:mtp", "phase:idle",
+        "phase:empty", "mixed_phases", "padding:capture", "padding:overlap", "batch:over_launch_limit",
+        "block_id:int32_overflow", "position:crosses_block", "context:long", "multi_step",
+    }),
+}
+REQUIRED["nightly"] = REQUIRED["ci"] | {"mtp:draft_crosses_block", "empty_batch", "context:near_max"}
+
+_COMMON = {
+    "deadline": None,
+    "suppress_health_check": (HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much),
+}
+
+
+def example_database() -> ExampleDatabase:
+    """Redis when ``DSA_HYPOTHESIS_REDIS`` is set (``redis://host:port/db``), else the local directory."""
+    url = os.environ.get(REDIS_ENV)
+    if not url:
+        return DirectoryBasedExampleDatabase(Path(".hypothesis") / "examples")
+    try:
+        import redis  # noqa: PLC0415 - optional extra
+        from hypothesis.extra.redis import RedisExampleDatabase  # noqa: PLC0415
+    except ImportError:
+        raise InputError(REDIS_ENV, "needs the redis client: pip install 'dsa-validation[fleet]'") from None
+    return RedisExampleDatabase(redis.Redis.from_url(url), key_prefix=b"dsa-validation:")
+
+
+def register() -> None:
+    """Register the three profiles with hypothesis (idempotent)."""
+    settings.register_profile("dev", max_examples=BUDGETS["dev"]["equivalence"], database=None, **_COMMON)
+    settings.register_profile("ci", max_examples=BUDGETS["ci"]["equivalence"], derandomize=True,
+                              print_blob=True, database=None, **_COMMON)
+    settings.register_profile("nightly", max_examples=BUDGETS["nightly"]["equivalence"],
+                              database=example_database(), **_COMMON)
+
+
+def for_property(profile: str, name: str, max_examples: int | None = None, seed: int | None = None) -> settings:
+    """The settings one property runs under in ``profile``; ``max_examples`` overrides the budget."""
+    if profile not in PROFILE_NAMES:
+        raise InputError("profile", f"unknown profile {profile!r} (choose from: {', '.join(PROFILE_NAMES)})")
+    register()
+    extra: dict = {"max_examples": max_examples or BUDGETS[profile][name]}
+    if name == MACHINE:
+        extra["stateful_step_count"] = STEPS[profile]
+    if seed is not None:  # a seed replaces derandomisation by one fixed, chosen seed
+        extra["derandomize"] = False
+    return settings(settings.get_profile(profile), **extra)

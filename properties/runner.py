@@ -1,0 +1,130 @@
+"""The programmatic fuzz API: ``run_fuzz(baseline, candidate, ...) -> FuzzResult``.
+
+Why an API under the CLI: the mutation-testing work calls it once per mutant and needs, per
+property, whether and how fast the mutant was caught, plus the minimal counterexample; the
+``dsa-validate fuzz`` command is a thin printer over the same result.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from properties import profiles
+from properties.collector import Collector, Group, PropertyStats
+from properties.config import DEFAULT_OUT, PROPERTY_LAYERS, FuzzConfig
+from properties.strategies import DEFAULT_BLOCK_SIZES, SWEEP_BLOCK_SIZES
+from properties.suite import build_property
+from validation.compare import REGRESSION
+from validation.errors import InputError
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class FuzzResult:
+    """Everything a fuzz run found: per-property stats, finding groups, scenarios, exit code."""
+
+    config: FuzzConfig
+    profile: str
+    properties: dict[str, PropertyStats]
+    groups: list[Group]
+    reached: dict[str, int]
+    missing: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def examples(self) -> int:
+        return sum(p.examples for p in self.properties.values())
+
+    @property
+    def failed(self) -> list[str]:
+        return [name for name, p in self.properties.items() if p.failed]
+
+    @property
+    def verdicts(self) -> set[str]:
+        return {g.verdict for g in self.groups}
+
+    @property
+    def exit_code(self) -> int:
+        """1 on a REGRESSION (with strict: any finding), a failed property, or a required scenario
+        never generated; 0 otherwise."""
+        if self.failed or self.missing or REGRESSION in self.verdicts:
+            return 1
+        return 1 if self.config.strict and self.groups else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "baseline": self.config.baseline, "candidate": self.config.candidate, "profile": self.profile,
+            "block_sizes": list(self.config.block_sizes), "backend": self.config.backend,
+            "layers": self.config.layers, "strict": self.config.strict, "exit_code": self.exit_code,
+            "examples": self.examples, "seconds": round(self.seconds, 3), "missing_scenarios": self.missing,
+            "reached": self.reached,
+            "properties": {name: {
+                "examples": p.examples, "seconds": round(p.seconds, 3), "failed": p.failed,
+                "examples_to_failure": p.examples_to_failure, "seconds_to_failure": p.seconds_to_failure,
+                "counterexample": p.counterexample, "path": None if p.path is None else str(p.path),
+                "error": p.error,
+            } for name, p in self.properties.items()},
+            "findings": [{
+                "verdict": g.verdict, "scenario": g.scenario, "count": g.count, "consumers": dict(g.consumers),
+                "properties": sorted(g.properties), "path": None if g.path is None else str(g.path),
+                "state": None if g.case is None else g.case.state.to_dict(),
+            } for g in self.groups],
+        }
+
+
+def run_fuzz(baseline: str = "legacy", candidate: str = "single_step", *, profile: str = "ci",
+             block_sizes: Sequence[int] | None = None, sweep: bool = False, backend: str = "paddle",
+             layers: int = PROPERTY_LAYERS, strict: bool = False, properties: Sequence[str] | None = None,
+             stop_at_first_failure: bool = False, progress: Progress | None = None,
+             max_examples: int | None = None, seed: int | None = None,
+             out_dir: Path | str = DEFAULT_OUT) -> FuzzResult:
+    """Run the properties (default: all five, the state machine included) and collect every finding.
+
+    ``candidate``/``baseline`` are seam specs (registry name, ``module:NAME``, ``path.py:NAME``).
+    ``sweep`` draws block sizes from the sweep list (1 ... 256); ``block_sizes`` fixes them.
+    ``max_examples`` overrides the profile's budget for every property; ``seed`` fixes the seed.
+    """
+    selected = tuple(properties or profiles.PROPERTIES)
+    for name in selected:
+        if name not in profiles.PROPERTIES:
+            raise InputError("properties", f"unknown property {name!r} (choose from: {', '.join(profiles.PROPERTIES)})")
+    if layers < 1:
+        raise InputError("layers", f"must be >= 1, got {layers}")
+    sizes = SWEEP_BLOCK_SIZES if sweep else tuple(block_sizes or DEFAULT_BLOCK_SIZES)
+    config = FuzzConfig(baseline, candidate, sizes, backend, layers, strict, Path(out_dir))
+    config.baseline_impl, config.candidate_impl  # resolve both now: a bad spec is an InputError, not a finding
+    collector = Collector(config)
+    started = time.perf_counter()
+    for name in selected:
+        test = build_property(name, config, collector, profile=profile, max_examples=max_examples, seed=seed)
+        stats = collector.start(name)
+        try:
+            test()
+        except AssertionError:
+            stats.failed = True
+        except Exception as exc:  # noqa: BLE001 - hypothesis' own errors (flaky, health) end this property
+            stats.failed = True
+            stats.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        collector.stop(name)
+        if progress:
+            state = "FAILED" if stats.failed else "ok"
+            progress(f"{name}: {stats.examples} examples in {stats.seconds:.1f}s, {state}")
+        if stats.failed and stop_at_first_failure:
+            break
+    collector.write_findings()
+    required = profiles.REQUIRED.get(profile, frozenset())
+    if max_examples is not None or set(selected) != set(profiles.PROPERTIES):
+        required = frozenset()  # a trimmed run is not held to the profile's coverage
+    missing = sorted(t for t in required if not collector.reached[t])
+    return FuzzResult(config, profile, collector.stats, sorted(collector.groups.values(), key=_group_order),
+                      dict(sorted(collector.reached.items())), missing, time.perf_counter() - started)
+
+
+def _group_order(group: Group) -> tuple[int, str]:
+    order = {REGRESSION: 0, "SHARED-BUG": 1, "FIX": 2}
+    return order.get(group.verdict, 3), group.scenario

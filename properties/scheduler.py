@@ -1,0 +1,293 @@
+"""A model of a serving engine's scheduler and block allocator, the one source of every generated state.
+
+Why a model and not element-by-element generation: a state is only worth testing if a server could
+produce it (``BatchState.validate()`` accepts it), and the bugs live in the combinations a server
+makes: chunked prefill under a token budget, prefix blocks shared between requests, a fragmented
+pool, speculative drafts crossing a block, CUDA-graph padding. The single-step strategies and the
+multi-step state machine both drive this one model, with a numpy ``Generator`` for every choice.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from validation.state import BatchState
+
+INT32_MAX = 2**31 - 1
+MAX_MODEL_LEN = 163_840  # DeepSeek-V3.2's maximum context
+LAUNCH_LIMIT = 1024  # threads in one CUDA block: <<<1, bsz>>> launches at most this many requests
+# CUDA-graph capture sizes as FastDeploy's default list runs them: small batches densely, then by 16s/32s.
+CAPTURE_SIZES = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 448, 512)
+# The overlap schedule's token estimate exceeds the real count by at most this much.
+MAX_OVERLAP = 8
+# Bound on block-table cells (bsz * max_blocks): keeps block-size-1 sweeps and huge batches in memory.
+MAX_TABLE_CELLS = 1 << 18
+
+PHASES = ("empty", "idle", "prefill", "chunked", "prefix_hit", "decode", "mtp")
+PADDINGS = ("none", "capture", "overlap")
+
+
+class PoolExhausted(RuntimeError):
+    """The allocator has no free block left (the scheduler preempts or stops admitting)."""
+
+
+class BlockPool:
+    """Physical KV blocks ``[base, base + size)``, handed out in a permuted (fragmented) order.
+
+    ``base`` near ``2**31 / block_size`` places the ids where ``id * block_size`` overflows int32.
+    """
+
+    def __init__(self, size: int, rng: np.random.Generator, *, base: int = 0, fragmented: bool = True) -> None:
+        ids = np.arange(base, base + size, dtype=np.int64)
+        if fragmented:
+            ids = rng.permutation(ids)
+        self._free: list[int] = ids[::-1].tolist()  # pop() from the end hands out ids[0] first
+        self.base = base
+        self.size = size
+
+    @property
+    def free_count(self) -> int:
+        return len(self._free)
+
+    def allocate(self, n: int) -> list[int]:
+        if n > len(self._free):
+            raise PoolExhausted(f"need {n} blocks, {len(self._free)} free")
+        return [self._free.pop() for _ in range(n)]
+
+    def release(self, blocks: list[int]) -> None:
+        self._free.extend(reversed(blocks))
+
+
+@dataclass
+class Request:
+    """One request in one slot: its prompt, what is in its KV cache, and the blocks that hold it.
+
+    ``shared`` leading blocks are prefix-cache blocks also referenced by another request: they are
+    full and read-only, so no step ever writes them (one block, one writer).
+    """
+
+    rid: int
+    prompt_len: int
+    cached: int = 0
+    blocks: list[int] = field(default_factory=list)
+    shared: int = 0
+    hit: int = 0  # tokens served from the prefix cache at admission
+    draft: int = 0  # speculative tokens proposed per decode step (MTP depth)
+    idle: bool = False  # kept in its slot but not scheduled this step
+    max_new: int = 1 << 30
+    generated: int = 0
+
+    @property
+    def prefilling(self) -> bool:
+        return self.cached < self.prompt_len
+
+
+@dataclass(frozen=True)
+class Step:
+    """One scheduled step: the state, each slot's phase, and the state-wide tags (scenarios)."""
+
+    state: BatchState
+    phases: tuple[str, ...]
+    tags: frozenset[str]
+
+
+class Scheduler:
+    """Slots, a pool and a token budget; ``schedule()`` packs one step the way an engine does.
+
+    Prefilling requests take ``min(remaining prompt, budget left)`` tokens (so the budget makes
+    chunked prefill); decoding ones take ``1 + draft`` tokens; blocks are allocated on demand for
+    what a step writes, plus a random look-ahead, and -1 beyond.
+    """
+
+    def __init__(self, rng: np.random.Generator, *, block_size: int, num_slots: int, budget: int,
+                 pool_blocks: int, huge_ids: bool = False, fragmented: bool = True) -> None:
+        self.rng = rng
+        self.block_size = block_size
+        self.budget = budget
+        base = 0
+        if huge_ids:  # straddle the int32 overflow threshold of id * block_size
+            base = max(0, min(2**31 // block_size - pool_blocks // 2, INT32_MAX - pool_blocks))
+        self.pool = BlockPool(pool_blocks, rng, base=base, fragmented=fragmented)
+        self.slots: list[Request | None] = [None] * num_slots
+        self._next_rid = 0
+
+    # ---- request lifecycle ----------------------------------------------------------------
+
+    def free_slots(self) -> list[int]:
+        return [i for i, r in enumerate(self.slots) if r is None]
+
+    def running(self) -> list[int]:
+        return [i for i, r in enumerate(self.slots) if r is not None]
+
+    def admit(self, slot: int, prompt_len: int, *, cached: int = 0, draft: int = 0, hit: bool = False,
+              prefix_from: int | None = None, max_new: int = 1 << 30) -> Request:
+        """Place a new request in ``slot``; ``cached`` tokens are already in its KV cache.
+
+        With ``prefix_from`` the request's first full blocks are a prefix-cache hit on that slot's
+        request (shared blocks, ``cached`` a multiple of the block size); otherwise ``cached``
+        tokens (earlier chunks, or with ``hit`` a prefix-cache hit on blocks no other running request
+        holds) get blocks of their own.
+        """
+        bs = self.block_size
+        req = Request(self._next_rid, max(prompt_len, cached, 1), cached=cached, draft=draft, max_new=max_new,
+                      hit=cached if hit else 0)
+        self._next_rid += 1
+        if prefix_from is not None and self.slots[prefix_from] is not None:
+            owner = self.slots[prefix_from]
+            full = min(owner.cached // bs, len(owner.blocks), cached // bs)
+            req.blocks = list(owner.blocks[:full])
+            req.shared = full
+            owner.shared = max(owner.shared, full)
+            req.cached = req.hit = full * bs
+        need = math.ceil(req.cached / bs) - len(req.blocks)
+        if need > 0:
+            req.blocks += self.pool.allocate(need)
+        self.slots[slot] = req
+        return req
+
+    def finish(self, slot: int) -> None:
+        """Free a finished (or preempted) request's blocks, except prefix blocks still shared."""
+        req = self.slots[slot]
+        if req is None:
+            return
+        still_shared = {b for i, r in enumerate(self.slots) if r is not None and i != slot for b in r.blocks[: r.shared]}
+        self.pool.release([b for b in req.blocks if b not in still_shared])
+        self.slots[slot] = None
+
+    preempt = finish  # a preempted request loses its cache and its slot; it is re-admitted later
+
+    # ---- one step -------------------------------------------------------------------------
+
+    def schedule(self, *, padding: str = "none", overlap_extra: int = 0, lookahead: int = 0,
+                 extra_width: int = 0) -> Step:
+        """Pack the running requests into one step's ``BatchState`` (nothing is committed yet)."""
+        bs = self.block_size
+        n = len(self.slots)
+        enc = np.zeros(n, dtype=np.int32)
+        dec = np.zeros(n, dtype=np.int32)
+        this = np.zeros(n, dtype=np.int32)
+        phases: list[str] = []
+        left = self.budget
+        for i, req in enumerate(self.slots):
+            if req is None:
+                phases.append("empty")
+                continue
+            dec[i] = req.cached
+            if req.idle or left == 0:
+                phases.append("idle" if req.cached > 0 or req.prefilling else "empty")
+                if req.cached == 0:  # a request with nothing cached and nothing scheduled is an empty slot
+                    dec[i] = 0
+                continue
+            if req.prefilling:
+                chunk = min(req.prompt_len - req.cached, left)
+                enc[i] = this[i] = chunk
+                if req.hit and req.cached == req.hit:
+                    phases.append("prefix_hit")
+                elif req.cached > 0 or chunk < req.prompt_len:
+                    phases.append("chunked")
+                else:
+                    phases.append("prefill")
+            else:
+                want = 1 + req.draft
+                if want > left:
+                    phases.append("idle")
+                    continue
+                this[i] = want
+                phases.append("mtp" if req.draft else "decode")
+            left -= int(this[i])
+            need = math.ceil((req.cached + int(this[i])) / bs) + lookahead - len(req.blocks)
+            if need > 0:
+                req.blocks += self.pool.allocate(min(need, self.pool.free_count) if lookahead else need)
+        width = max([len(r.blocks) for r in self.slots if r is not None] + [0]) + extra_width
+        tables = np.full((n, width), -1, dtype=np.int32)
+        for i, req in enumerate(self.slots):
+            if req is not None and req.blocks:
+                tables[i, : len(req.blocks)] = req.blocks
+        num_tokens = int(this.sum())
+        padded = pad_tokens(num_tokens, padding, overlap_extra)
+        state = BatchState.from_dict({
+            "seq_lens_encoder": enc, "seq_lens_decoder": dec, "seq_lens_this_time": this,
+            "block_tables": tables, "block_size": bs, "padded_num_tokens": padded,
+            "max_num_batched_tokens": max(self.budget + MAX_OVERLAP, padded),
+        })
+        return Step(state, tuple(phases), frozenset(state_tags(state, padding, phases)))
+
+    def commit(self, step: Step, accepted: list[int] | None = None) -> list[int]:
+        """Advance every scheduled request by what the step computed; return slots that finished.
+
+        ``accepted[i]`` is how many of a decoding request's ``1 + draft`` tokens were accepted
+        (MTP rejection keeps the cache shorter than what was written; the blocks stay allocated).
+        """
+        done = []
+        this = step.state.seq_lens_this_time
+        for i, req in enumerate(self.slots):
+            if req is None or this[i] == 0:
+                continue
+            if req.prefilling:
+                req.cached += int(this[i])
+                if not req.prefilling:
+                    req.generated += 1
+            else:
+                got = int(this[i]) if accepted is None else max(1, min(int(this[i]), accepted[i]))
+                req.cached += got
+                req.generated += got
+            if req.generated >= req.max_new or req.cached + 1 + req.draft > MAX_MODEL_LEN:
+                done.append(i)
+        for i in done:
+            self.finish(i)
+        return done
+
+
+def pad_tokens(num_tokens: int, padding: str, overlap_extra: int) -> int:
+    """The launch size: a CUDA-graph capture size, or an overlap-schedule estimate a little above."""
+    if padding == "capture":
+        return next((c for c in CAPTURE_SIZES if c >= num_tokens), num_tokens)
+    if padding == "overlap":
+        return num_tokens + overlap_extra
+    return num_tokens
+
+
+def state_tags(state: BatchState, padding: str, phases: list[str] | tuple[str, ...]) -> set[str]:
+    """The scenarios one state exercises (the names ``event()`` records and the fuzz report groups by)."""
+    tags = {f"phase:{p}" for p in phases}
+    bs = state.block_size
+    if state.bsz == 0 or state.num_tokens == 0:
+        tags.add("empty_batch")
+    if len({p for p in phases if p not in ("empty", "idle")}) >= 3:
+        tags.add("mixed_phases")
+    if state.padded_num_tokens > state.num_tokens:
+        tags.add("padding:capture" if padding == "capture" else "padding:overlap")
+    if state.bsz > LAUNCH_LIMIT:
+        tags.add("batch:over_launch_limit")
+    if bs != 64:
+        tags.add("block_size:not_64")
+    dec, this = state.seq_lens_decoder.astype(np.int64), state.seq_lens_this_time.astype(np.int64)
+    live = this > 0
+    if live.any():
+        last = dec[live] + this[live] - 1
+        if int(last.max()) >= 32_768:
+            tags.add("context:long")
+        if int(last.max()) >= MAX_MODEL_LEN - 1024:
+            tags.add("context:near_max")
+        if bs > 1 and bool(((dec[live] // bs) != (last // bs)).any()):
+            tags.add("position:crosses_block")
+        if bs > 1 and bool((dec[live] % bs == 0).any() & (dec[live] > 0).any()):
+            tags.add("position:starts_on_block")
+        if "phase:mtp" in tags and bs > 1:
+            mtp = live & (state.seq_lens_encoder == 0) & (this > 1)
+            if bool(((dec[mtp] // bs) != ((dec[mtp] + this[mtp] - 1) // bs)).any()):
+                tags.add("mtp:draft_crosses_block")
+    if live.any():
+        rows = np.repeat(np.flatnonzero(live), this[live])
+        starts = np.repeat(dec[live] - np.cumsum(this[live]) + this[live], this[live])
+        positions = starts + np.arange(rows.shape[0])
+        ids = state.block_tables[rows, positions // bs].astype(np.int64)
+        top = int((ids * bs + positions % bs).max())
+        if top > INT32_MAX:
+            tags.add("block_id:int32_overflow")
+        elif top > 2**30:
+            tags.add("block_id:near_overflow")
+    return tags

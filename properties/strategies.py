@@ -1,0 +1,176 @@
+"""Every hypothesis strategy of the suite, in one place (tests never build inputs inline).
+
+A case is drawn as a handful of sizes and knobs plus one seed; the scheduler model
+(``properties.scheduler``) builds the whole batch from them, so every state is one a server could
+make and ``BatchState.validate()`` accepts it. Shrinking works on the sizes (fewer requests, shorter
+contexts, the plain block size, no padding), which is what makes a counterexample small.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from hypothesis import event, target
+from hypothesis import strategies as st
+
+from properties.scheduler import (
+    INT32_MAX, LAUNCH_LIMIT, MAX_MODEL_LEN, MAX_OVERLAP, MAX_TABLE_CELLS, PADDINGS, PHASES, Scheduler, Step, state_tags,
+)
+from validation.state import BatchState
+
+DEFAULT_BLOCK_SIZES = (64,)
+SWEEP_BLOCK_SIZES = (1, 16, 32, 48, 64, 100, 128, 256)
+BUDGETS = (8192, 16, 64, 256, 2048, 16384)  # max_num_batched_tokens, the first is the shrink target
+
+# Batch-size tiers drawn from a 0..31 dial: mostly a few requests, sometimes dozens, rarely past the
+# one-block launch limit (cheap to make, but each is a 1000-row table).
+BATCH_TIERS = ((0, 22, 1, 8), (23, 30, 9, 96), (31, 31, LAUNCH_LIMIT + 1, LAUNCH_LIMIT + 64))
+# Context tiers from a 0..9 dial: short most often, up to DeepSeek-V3.2's maximum rarely.
+CONTEXT_TIERS = ((0, 6, 256), (7, 8, 8192), (9, 9, MAX_MODEL_LEN))
+# Phase mixes: how often each slot is in each phase (order of ``PHASES``).
+MIXES: dict[str, tuple[float, ...]] = {
+    #           empty idle prefill chunked prefix decode mtp
+    "all":      (1, 1, 2, 2, 2, 3, 2),
+    "decode":   (1, 1, 0, 0, 0, 6, 3),
+    "prefill":  (0, 0, 5, 3, 2, 0, 0),
+    "chunked":  (0, 1, 1, 5, 3, 1, 1),
+    "sparse":   (4, 3, 1, 1, 0, 1, 1),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    """A generated step: the state, each slot's phase, its scenarios, and earlier steps (``history``)
+    that must run first on the same implementation instances (a multi-step counterexample)."""
+
+    state: BatchState
+    phases: tuple[str, ...] = ()
+    tags: frozenset[str] = frozenset()
+    history: tuple[BatchState, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def from_dict(cls, data: dict, *, history: Sequence[dict] = (), tags: Sequence[str] = ()) -> Case:
+        """A pinned case (``@example``, regression file): scenarios are recomputed from the state."""
+        state = BatchState.from_dict(data)
+        phases = tuple(_phase_of(state, b) for b in range(state.bsz))
+        padding = "capture" if state.padded_num_tokens > state.num_tokens else "none"
+        all_tags = frozenset(state_tags(state, padding, phases)) | frozenset(tags)
+        return cls(state, phases, all_tags, tuple(BatchState.from_dict(h) for h in history))
+
+    def __repr__(self) -> str:
+        history = f", history=[{len(self.history)} states]" if self.history else ""
+        return f"Case.from_dict({self.state.to_json()}{history})"
+
+
+def _phase_of(state: BatchState, b: int) -> str:
+    enc, dec, this = (int(a[b]) for a in (state.seq_lens_encoder, state.seq_lens_decoder, state.seq_lens_this_time))
+    if this == 0:
+        return "idle" if dec > 0 else "empty"
+    if enc > 0:
+        return "chunked" if dec > 0 else "prefill"
+    return "mtp" if this > 1 else "decode"
+
+
+def note(case: Case, *, steer: bool = True) -> None:
+    """Record the case's scenarios with ``event()`` and (once per test case: ``steer``) push block ids
+    towards the int32 overflow threshold with ``target()``."""
+    for tag in sorted(case.tags):
+        event(tag)
+    if steer:
+        target(_overflow_score(case.state), label="largest block id / int32 overflow threshold")
+
+
+def _overflow_score(state: BatchState) -> float:
+    ids = state.block_tables[state.block_tables >= 0]
+    return 0.0 if ids.size == 0 else float(int(ids.max()) * state.block_size) / INT32_MAX
+
+
+def _dial(draw: st.DrawFn, tiers: tuple[tuple[int, ...], ...], hi: int, cap: int | None = None) -> int:
+    """Pick a tier with a dial (low dial values are common and shrink first), then a size in it."""
+    dial = draw(st.integers(0, max(t[1] for t in tiers)))
+    for tier in tiers:
+        if tier[0] <= dial <= tier[1]:
+            low, high = (tier[2], tier[3]) if len(tier) == 4 else (1, tier[2])
+            high = min(high, hi if cap is None else cap)
+            return draw(st.integers(min(low, high), high))
+    raise AssertionError("dial outside every tier")
+
+
+@st.composite
+def cases(draw: st.DrawFn, block_sizes: Sequence[int] = DEFAULT_BLOCK_SIZES) -> Case:
+    """One step of a server's batch: sizes and knobs are drawn, the scheduler model builds the rest."""
+    block_size = draw(st.sampled_from(tuple(block_sizes)))
+    bsz = _dial(draw, BATCH_TIERS, LAUNCH_LIMIT + 64)
+    max_ctx = max(1, min(MAX_MODEL_LEN - 8, MAX_TABLE_CELLS * block_size // bsz - 3 * block_size))
+    ctx_cap = _dial(draw, CONTEXT_TIERS, MAX_MODEL_LEN, cap=max_ctx)
+    knobs = {
+        "mix": draw(st.sampled_from(tuple(MIXES))),
+        "budget": draw(st.sampled_from(BUDGETS)),
+        "padding": draw(st.sampled_from(PADDINGS)),
+        "overlap_extra": draw(st.integers(1, MAX_OVERLAP)),
+        "huge_ids": draw(st.integers(0, 15)) == 15,
+        "fragmented": draw(st.integers(0, 3)) != 0,
+        "lookahead": draw(st.integers(0, 2)),
+        "extra_width": draw(st.integers(0, 2)),
+        "boundary": draw(st.integers(0, 3)) == 3,
+    }
+    seed = draw(st.integers(0, 2**32 - 1))
+    step = build_step(np.random.default_rng(seed), block_size=block_size, bsz=bsz, ctx_cap=ctx_cap, **knobs)
+    case = Case(step.state, step.phases, step.tags)
+    note(case)
+    return case
+
+
+def build_step(rng: np.random.Generator, *, block_size: int, bsz: int, ctx_cap: int, mix: str, budget: int,
+               padding: str, overlap_extra: int, huge_ids: bool, fragmented: bool, lookahead: int,
+               extra_width: int, boundary: bool) -> Step:
+    """Fill ``bsz`` slots with requests in phases drawn from ``mix`` and schedule one step."""
+    weights = np.asarray(MIXES[mix], dtype=float)
+    phases = rng.choice(len(PHASES), size=bsz, p=weights / weights.sum())
+    plans = [_plan(rng, PHASES[p], block_size, ctx_cap, boundary) for p in phases]
+    pool = sum(math.ceil((plan["prompt"] + 8) / block_size) + lookahead + 1 for plan in plans if plan) + 8
+    sched = Scheduler(rng, block_size=block_size, num_slots=bsz, budget=budget, pool_blocks=pool,
+                      huge_ids=huge_ids, fragmented=fragmented)
+    donors: list[int] = []  # earlier slots whose cache holds a full block to share as a prefix
+    for slot, plan in enumerate(plans):
+        if not plan:
+            continue
+        share = plan["share"] and donors
+        req = sched.admit(slot, plan["prompt"], cached=plan["cached"], draft=plan["draft"], hit=plan["hit"],
+                          prefix_from=donors[int(rng.integers(len(donors)))] if share else None)
+        req.idle = plan["idle"]
+        if req.cached >= block_size:
+            donors.append(slot)
+    return sched.schedule(padding=padding, overlap_extra=overlap_extra, lookahead=lookahead, extra_width=extra_width)
+
+
+def _plan(rng: np.random.Generator, phase: str, bs: int, ctx_cap: int, boundary: bool) -> dict | None:
+    """What one slot's request looks like before the step: prompt length, cached tokens, draft depth."""
+    if phase == "empty":
+        return None
+    ctx = _context(rng, ctx_cap, bs, boundary)
+    plan = {"prompt": ctx, "cached": 0, "draft": 0, "hit": False, "share": False, "idle": False}
+    if phase == "chunked":
+        plan["prompt"] = ctx + int(rng.integers(1, 2 * bs + 2))
+        plan["cached"] = int(rng.integers(0, ctx + 1))
+    elif phase == "prefix_hit":
+        blocks = max(1, ctx // bs)
+        plan.update(prompt=blocks * bs + int(rng.integers(1, 2 * bs + 2)), cached=blocks * bs, hit=True,
+                    share=bool(rng.integers(0, 3)))
+    elif phase in ("decode", "mtp", "idle"):
+        plan["cached"] = ctx
+        plan["draft"] = int(rng.integers(1, 5)) if phase == "mtp" else 0
+        plan["idle"] = phase == "idle"
+    return plan
+
+
+def _context(rng: np.random.Generator, cap: int, bs: int, boundary: bool) -> int:
+    """A context length in ``[1, cap]``, log-uniform (short ones most often), optionally on a block edge."""
+    low = math.log(cap // 16) if cap >= 32_768 else 0.0  # the long tier: long contexts, not just possible ones
+    ctx = int(math.exp(rng.uniform(low, math.log(cap + 1))))
+    if boundary and bs > 1:
+        ctx = max(1, (ctx // bs) * bs + int(rng.integers(-1, 2)))
+    return max(1, min(ctx, cap))
