@@ -7,6 +7,7 @@ and with no data given anywhere the main job can pass the shipped sample (``eval
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ def run_ifeval(
     if json_out:
         Path(json_out).write_text(scoring.to_json(report), encoding="utf-8")
     if details_out:
-        lines = (scoring.json.dumps(d, sort_keys=True, ensure_ascii=False) + "\n" for d in report["details"])
+        lines = (json.dumps(d, sort_keys=True, ensure_ascii=False) + "\n" for d in report["details"])
         Path(details_out).write_text("".join(lines), encoding="utf-8")
     return report
 
