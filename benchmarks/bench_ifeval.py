@@ -72,9 +72,7 @@ def _write_jsonl(rows: list[dict[str, object]], folder: Path, name: str) -> Path
 
 
 def _clear_memos() -> None:
-    for fn in (text.count_words, text.sentences, text.count_sentences, text._treebank, text.word_tokens,
-               text.detect_language):
-        fn.cache_clear()
+    text.clear_memos()
 
 
 def time_scoring(prompts: list[data.Prompt], responses: data.Responses, repeats: int) -> list[float]:

@@ -61,6 +61,10 @@ class Checker:
         """Whether ``response`` follows the instruction (emptiness is the scorer's concern)."""
         raise NotImplementedError
 
+    def language_queries(self, response: str) -> tuple[str, ...]:
+        """The texts whose language ``check(response)`` asks for, so the scorer can detect them in bulk."""
+        return ()
+
     # argument helpers -------------------------------------------------------------------------
     def _int(self, args: Mapping[str, Any], name: str, minimum: int = 0) -> int:
         value = args[name]
@@ -175,6 +179,9 @@ class ResponseLanguage(Checker):
     def check(self, response: str) -> bool:
         detected = text.detect_language(response)
         return detected is None or detected == self.language
+
+    def language_queries(self, response: str) -> tuple[str, ...]:
+        return (response,)
 
 
 class NumberOfSentences(Checker):
@@ -469,6 +476,9 @@ class EnglishCapital(Checker):
             return False
         return text.detect_language(response) in (None, "en")
 
+    def language_queries(self, response: str) -> tuple[str, ...]:
+        return (response,) if response.isupper() else ()
+
 
 class EnglishLowercase(Checker):
     ID = "change_case:english_lowercase"
@@ -480,6 +490,9 @@ class EnglishLowercase(Checker):
         if not response.islower():
             return False
         return text.detect_language(response) in (None, "en")
+
+    def language_queries(self, response: str) -> tuple[str, ...]:
+        return (response,) if response.islower() else ()
 
 
 class NoComma(Checker):

@@ -12,24 +12,35 @@ the profiles are langdetect's own factory (its language order is part of the ari
 from __future__ import annotations
 
 import collections
+import itertools
+import math
 import random
 import re
+import sys
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from validation.errors import MissingDependency
 
 _init_lock = threading.Lock()
 _factory: Any = None
-_matrix_cache: dict[str, Any] = {}
 _block_is_latin_ext_additional: dict[str, bool] = {}
 _LATIN = re.compile("[A-z]")
 _SPACES = re.compile(" {2,}")
+_HIGH = re.compile("[^\x00-\u02ff]")
 _MAX_TEXT_LENGTH = 10000  # Detector.max_text_length's default
 _N_TRIAL = 7  # Detector.n_trial's default
 _normalised: dict[str, str] = {}
 _normal_ords: dict[int, str] = {}
 _word_memo: dict[tuple[str, bool], tuple[str, ...]] = {}
+_TWOPI = 2.0 * math.pi  # random.TWOPI
+_stream: Any = None
+_matrix: Any = None
+_profile_rows: list[Any] = []
+_gram_ids: dict[str, int] = {}
+_ids_spaced: dict[str, tuple[int, ...]] = {}
+_ids_final: dict[str, tuple[int, ...]] = {}
 
 
 def factory() -> Any:
@@ -48,6 +59,15 @@ def factory() -> Any:
     return _factory
 
 
+def clear_memos() -> None:
+    """Forget the per-word and per-n-gram memos (cold-cache benchmarks); the profiles stay loaded."""
+    global _matrix
+    for memo in (_word_memo, _normalised, _normal_ords, _gram_ids, _ids_spaced, _ids_final):
+        memo.clear()
+    _profile_rows.clear()
+    _matrix = None
+
+
 def reference_detect(text: str) -> str | None:
     """langdetect's own ``detect`` (seed 0), kept to prove ``detect`` equal to it in tests."""
     from langdetect.lang_detect_exception import LangDetectException
@@ -62,57 +82,235 @@ def reference_detect(text: str) -> str | None:
 
 def detect(text: str) -> str | None:
     """The language langdetect (seed 0) gives ``text``; None where it raises (no features)."""
+    return detect_many([text])[0]
+
+
+def detect_many(texts: Sequence[str]) -> list[str | None]:
+    """``detect`` of every text, computed together: one numpy step serves every text still running.
+
+    langdetect re-seeds its ``random.Random`` with ``DetectorFactory.seed`` for every text, so every
+    text reads the same stream of 32-bit Mersenne-Twister words; texts differ only in how many words
+    each draw takes (``choice`` rejects ``getrandbits(k)`` values >= the n-gram count) and in how many
+    draws each trial needs. The words are generated once; draws are decoded from them with array
+    operations; the probability updates of all texts of one trial advance in lock step, each text
+    stopping where langdetect's convergence test stops it. Every float operation is the one langdetect
+    performs, in the same order (products elementwise, the normalising sum left to right), so every
+    probability is bit-identical and so is every answer.
+    """
     import numpy as np
     from langdetect.detector import Detector
 
     fac = factory()
-    ngrams = _extract_ngrams(_cleaned(text), fac.word_lang_prob_map)
-    if not ngrams:
-        return None
+    results: list[str | None] = [None] * len(texts)
+    rows: list[int] = []
+    lengths: list[int] = []
+    flat: list[int] = []
+    for index, one in enumerate(texts):
+        before = len(flat)
+        flat.extend(_ngram_ids(_cleaned(one), fac))
+        if len(flat) > before:
+            rows.append(index)
+            lengths.append(len(flat) - before)
+    if not rows:
+        return results
+    profile = _profile_matrix()
+    n_rows, n_langs = len(rows), profile.shape[1]
+    counts = np.array(lengths, dtype=np.int64)
+    offsets = np.zeros(n_rows, dtype=np.int64)
+    np.cumsum(counts[:-1], out=offsets[1:])
+    flat_ids = np.array(flat, dtype=np.int64)
+    shifts = np.array([32 - int(c).bit_length() for c in counts], dtype=np.uint32)
+    position = np.zeros(n_rows, dtype=np.int64)  # next unread word of each text's stream
+    gauss_next: list[float] = [0.0] * n_rows
+    total = np.zeros((n_rows, n_langs))
+    for trial in range(_N_TRIAL):
+        weights = np.empty(n_rows)
+        if trial % 2 == 0:  # gauss() draws a pair: cos now, sin kept for the next trial
+            words = _words(int(position.max()) + 4)
+            for r in range(n_rows):
+                p = int(position[r])
+                z, gauss_next[r] = _gauss_pair(words[p:p + 4].tolist())
+                weights[r] = (Detector.ALPHA_DEFAULT + (0.0 + z * 1.0) * Detector.ALPHA_WIDTH) / Detector.BASE_FREQ
+            position += 4
+        else:
+            for r in range(n_rows):
+                weights[r] = (Detector.ALPHA_DEFAULT + (0.0 + gauss_next[r] * 1.0) * Detector.ALPHA_WIDTH
+                              ) / Detector.BASE_FREQ
+        final = _run_trial(np.arange(n_rows), position, counts, shifts, offsets, flat_ids, weights, profile)
+        total += final / _N_TRIAL
+    best = total.argmax(axis=1)  # langdetect's stable descending sort keeps the first of equal ones
+    top = total[np.arange(n_rows), best]
     langs = fac.langlist
-    n_langs = len(langs)
-    rnd = random.Random()
-    rnd.seed(fac.seed)
-    getrandbits, gauss = rnd.getrandbits, rnd.gauss
-    count = len(ngrams)
-    bits = count.bit_length()
-    total = np.zeros(n_langs)
-    for _ in range(_N_TRIAL):
-        prob = np.full(n_langs, 1.0 / n_langs)
-        weight = (Detector.ALPHA_DEFAULT + gauss(0.0, 1.0) * Detector.ALPHA_WIDTH) / Detector.BASE_FREQ
-        i = 0
-        while True:
-            # random.Random.choice(ngrams), inlined: CPython draws getrandbits(k) until below len
-            pick = getrandbits(bits)
-            while pick >= count:
-                pick = getrandbits(bits)
-            prob *= weight + _row(fac, ngrams[pick])
-            if i % 5 == 0:
-                prob /= sum(prob.tolist())
-                if prob.max() > Detector.CONV_THRESHOLD or i >= Detector.ITERATION_LIMIT:
-                    break
-            i += 1
-        total += prob / _N_TRIAL
-    ranked = [(p, k) for k, p in enumerate(total.tolist()) if p > Detector.PROB_THRESHOLD]
-    if not ranked:
-        return str(Detector.UNKNOWN_LANG)
-    best = max(p for p, _ in ranked)  # langdetect's stable sort keeps the first of equal ones
-    return str(langs[next(k for p, k in ranked if p == best)])
+    for r, index in enumerate(rows):
+        results[index] = str(langs[int(best[r])]) if top[r] > Detector.PROB_THRESHOLD else str(Detector.UNKNOWN_LANG)
+    return results
+
+
+def _run_trial(active: Any, position: Any, counts: Any, shifts: Any, offsets: Any, flat_ids: Any,
+               weights: Any, profile: Any) -> Any:
+    """One trial of every text; returns the final probabilities and advances ``position`` in place."""
+    import numpy as np
+    from langdetect.detector import Detector
+
+    n_rows, n_langs = len(active), profile.shape[1]
+    final = np.empty((n_rows, n_langs))
+    prob = np.full((n_rows, n_langs), 1.0 / n_langs)
+    weight = weights[active][:, None]
+    block = 8
+    picks, ends = _draws(position[active], counts[active], shifts[active], offsets[active], flat_ids, block)
+    base = 0
+    i = 0
+    while True:
+        j = i - base
+        if j == picks.shape[1]:
+            position[active] = ends[:, -1]
+            block = min(block * 4, 2048)
+            picks, ends = _draws(position[active], counts[active], shifts[active], offsets[active], flat_ids,
+                                 block)
+            base, j = i, 0
+        factor = profile[picks[:, j]]
+        factor += weight
+        prob *= factor
+        if i % 5 == 0:
+            prob /= _row_sums(prob)[:, None]
+            done = prob.max(axis=1) > Detector.CONV_THRESHOLD
+            if i >= Detector.ITERATION_LIMIT:
+                done[:] = True
+            if done.any():
+                finished = active[done]
+                final[finished] = prob[done]
+                position[finished] = ends[done, j]
+                if done.all():
+                    return final
+                keep = ~done
+                active, prob, weight = active[keep], prob[keep], weight[keep]
+                picks, ends = picks[keep], ends[keep]
+        i += 1
+
+
+def _draws(start: Any, counts: Any, shifts: Any, offsets: Any, flat_ids: Any, block: int) -> tuple[Any, Any]:
+    """The next ``block`` ``choice`` draws of each text from word ``start`` on: profile rows and ends.
+
+    ``random.choice`` of ``count`` items takes ``getrandbits(count.bit_length())``, the top bits of one
+    32-bit word, until the value is below ``count``. Returns the chosen n-grams' profile row ids and,
+    for each draw, the stream position just after it.
+    """
+    import numpy as np
+
+    width = 2 * block + 32
+    while True:
+        words = _words(int(start.max()) + width)
+        index = start[:, None] + np.arange(width)
+        values = words[index] >> shifts[:, None]
+        accepted = values < counts[:, None]
+        ranks = np.cumsum(accepted, axis=1)
+        if int(ranks[:, -1].min()) >= block:
+            break
+        width *= 2
+    rows, cols = np.nonzero(accepted & (ranks <= block))
+    cols = cols.reshape(len(start), block)
+    picks = values[np.arange(len(start))[:, None], cols].astype(np.int64)
+    return flat_ids[offsets[:, None] + picks], start[:, None] + cols + 1
+
+
+def _row_sums(prob: Any) -> Any:
+    """Python's ``sum`` of each row, in Python's order (left to right; Neumaier-compensated from 3.12)."""
+    import numpy as np
+
+    if sys.version_info < (3, 12):
+        return np.add.accumulate(prob, axis=1)[:, -1]
+    total = prob[:, 0].copy()
+    compensation = np.zeros(len(prob))
+    for j in range(1, prob.shape[1]):
+        x = prob[:, j]
+        t = total + x
+        compensation += np.where(np.abs(total) >= np.abs(x), (total - t) + x, (x - t) + total)
+        total = t
+    fix = (compensation != 0) & np.isfinite(compensation)
+    return np.where(fix, total + compensation, total)
+
+
+def _gauss_pair(words: list[int]) -> tuple[float, float]:
+    """``random.gauss``'s two values from four 32-bit words (two ``random()`` calls), as CPython computes."""
+    x = ((words[0] >> 5) * 67108864.0 + (words[1] >> 6)) * (1.0 / 9007199254740992.0)
+    y = ((words[2] >> 5) * 67108864.0 + (words[3] >> 6)) * (1.0 / 9007199254740992.0)
+    x2pi = x * _TWOPI
+    g2rad = math.sqrt(-2.0 * math.log(1.0 - y))
+    return math.cos(x2pi) * g2rad, math.sin(x2pi) * g2rad
+
+
+def _words(needed: int) -> Any:
+    """The first ``needed`` (or more) 32-bit outputs of ``random.Random(seed)``, seed langdetect's."""
+    global _stream
+    if _stream is None or len(_stream) < needed:
+        import numpy as np
+
+        size = max(needed, 2 * len(_stream) if _stream is not None else 1 << 16)
+        rnd = random.Random()
+        rnd.seed(factory().seed)
+        # getrandbits(32 * size) fills its result from the least significant word up, one MT output each
+        raw = rnd.getrandbits(32 * size).to_bytes(4 * size, "little")
+        _stream = np.frombuffer(raw, dtype="<u4").astype(np.uint32)
+    return _stream
+
+
+def _profile_matrix() -> Any:
+    """Profiles of every n-gram seen so far, one row each, in first-seen order (grown on demand)."""
+    global _matrix
+    import numpy as np
+
+    if _matrix is None or len(_matrix) < len(_profile_rows):
+        fresh = np.asarray(_profile_rows[0 if _matrix is None else len(_matrix):], dtype=np.float64)
+        _matrix = fresh if _matrix is None else np.concatenate([_matrix, fresh])
+    return _matrix
+
+
+def _ngram_ids(cleaned: str, fac: Any) -> Any:
+    """Profile row ids of langdetect's n-grams of ``cleaned``, in langdetect's order (an iterator)."""
+    known = fac.word_lang_prob_map
+    pieces = cleaned.translate(_normal_table(cleaned)).split(" ")
+    last = pieces.pop()
+    found = list(map(_ids_spaced.get, pieces))
+    for k, ids in enumerate(found):
+        if ids is None:
+            found[k] = _ids_spaced[pieces[k]] = _word_ids(pieces[k], True, known)
+    tail = _ids_final.get(last)
+    if tail is None:
+        tail = _ids_final[last] = _word_ids(last, False, known)
+    found.append(tail)
+    return itertools.chain.from_iterable(found)
+
+
+def _word_ids(word: str, space_follows: bool, known: Any) -> tuple[int, ...]:
+    if not word:  # only at either end of the text (spaces are collapsed); langdetect yields nothing
+        return ()
+    out = []
+    for gram in _word_ngrams(word, space_follows, known):
+        gid = _gram_ids.get(gram)
+        if gid is None:
+            gid = _gram_ids[gram] = len(_profile_rows)
+            _profile_rows.append(known[gram])
+        out.append(gid)
+    return tuple(out)
 
 
 def _cleaned(text: str) -> str:
     """``Detector.append`` then ``Detector.cleaning_text``, with regexes and counts instead of loops."""
+    import numpy as np
     from langdetect.detector import Detector
     from langdetect.utils.ngram import NGram
     from langdetect.utils.unicode_block import unicode_block
 
-    text = Detector.URL_RE.sub(" ", text)
-    text = Detector.MAIL_RE.sub(" ", text)
+    if "http" in text:  # both substitutions are identities when their pattern cannot match
+        text = Detector.URL_RE.sub(" ", text)
+    if "@" in text:
+        text = Detector.MAIL_RE.sub(" ", text)
     text = _SPACES.sub(" ", NGram.normalize_vi(text)[:_MAX_TEXT_LENGTH])
-    latin = len(_LATIN.findall(text))
+    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    latin = int(np.count_nonzero(codes - 65 <= 57))  # "A" <= char <= "z"
     non_latin = 0
-    for char, count in collections.Counter(text).items():
-        if char >= "\u0300" and not ("A" <= char <= "z"):
+    if int(np.count_nonzero(codes >= 0x300)):  # characters >= U+0300, never in A-z
+        for char, count in collections.Counter(_HIGH.findall(text)).items():
             extended = _block_is_latin_ext_additional.get(char)
             if extended is None:
                 extended = _block_is_latin_ext_additional[char] = (
@@ -170,13 +368,3 @@ def _word_ngrams(word: str, space_follows: bool, known: Any) -> tuple[str, ...]:
                 out.append(padded[j - 2:j + 1])
         cached = _word_memo[key] = tuple(out)
     return cached
-
-
-def _row(fac: Any, word: str) -> Any:
-    """The n-gram's profile as a float64 array, converted once per process."""
-    row = _matrix_cache.get(word)
-    if row is None:
-        import numpy as np
-
-        row = _matrix_cache[word] = np.asarray(fac.word_lang_prob_map[word], dtype=np.float64)
-    return row

@@ -22,6 +22,7 @@ from validation.errors import MissingDependency
 _WORD_RE = re.compile(r"\w+")
 _PUNKT_FILES = ("abbrev_types.txt", "collocations.tab", "ortho_context.tab", "sent_starters.txt")
 _lock = threading.Lock()
+_sentbreak_decisions: dict[str, bool] = {}
 
 
 def cache_root() -> Path:
@@ -83,10 +84,38 @@ def ensure_punkt() -> None:
 
 @functools.lru_cache(maxsize=1)
 def _sentence_tokenizer() -> Any:
+    """NLTK's English ``PunktTokenizer`` with two of its methods replaced, on this instance only.
+
+    ``text_contains_sentbreak(context)`` decides each candidate break from the candidate's context
+    string and the fixed English parameters alone, so it is memoised per context: the loose variants of
+    a response, and responses quoting the prompt, repeat the same contexts. ``_get_last_whitespace_index``
+    (a character-by-character loop from the end) becomes ``rfind`` over the same six whitespace
+    characters, with the same answer (0 when there is none).
+    """
     ensure_punkt()
+    import string
+
     from nltk.tokenize import PunktTokenizer
 
-    return PunktTokenizer("english")
+    tokenizer = PunktTokenizer("english")
+    decide = tokenizer.text_contains_sentbreak
+    decisions = _sentbreak_decisions
+    whitespace = tuple(string.whitespace)
+
+    def text_contains_sentbreak(context: str) -> bool:
+        found = decisions.get(context)
+        if found is None:
+            if len(decisions) > 1 << 16:
+                decisions.clear()
+            found = decisions[context] = decide(context)
+        return found
+
+    def last_whitespace_index(before: str) -> int:
+        return max(0, *(before.rfind(char) for char in whitespace))
+
+    tokenizer.text_contains_sentbreak = text_contains_sentbreak
+    tokenizer._get_last_whitespace_index = last_whitespace_index
+    return tokenizer
 
 
 @functools.lru_cache(maxsize=4096)
@@ -124,13 +153,43 @@ def word_tokens(text: str) -> tuple[str, ...]:
     return tuple(token for sentence in sentences(text) for token in _treebank(sentence))
 
 
-@functools.lru_cache(maxsize=4096)
+_languages: dict[str, str | None] = {}
+_LANGUAGE_MEMO_LIMIT = 1 << 16
+
+
 def detect_language(text: str) -> str | None:
     """langdetect's verdict for ``text`` with seed 0, or None where langdetect cannot decide.
 
     None stands for langdetect's ``LangDetectException`` (no usable features), which the reference
-    counts as the instruction followed.
+    counts as the instruction followed. Memoised; ``prefetch_languages`` fills the memo in bulk.
     """
+    try:
+        return _languages[text]
+    except KeyError:
+        prefetch_languages((text,))
+        return _languages[text]
+
+
+def prefetch_languages(texts: Any) -> None:
+    """Detect the languages of ``texts`` not yet memoised, all in one batch (much cheaper than one by one)."""
     from evals import langid
 
-    return langid.detect(text)
+    todo = [t for t in dict.fromkeys(texts) if t not in _languages]
+    if not todo:
+        return
+    if len(_languages) + len(todo) > _LANGUAGE_MEMO_LIMIT:
+        _languages.clear()
+    _languages.update(zip(todo, langid.detect_many(todo)))
+
+
+detect_language.cache_clear = _languages.clear  # type: ignore[attr-defined]  # as the lru_cache memos
+
+
+def clear_memos() -> None:
+    """Forget every per-text result (for cold-cache benchmarks); loaded models and profiles stay."""
+    from evals import langid
+
+    for fn in (count_words, sentences, count_sentences, _treebank, word_tokens, detect_language):
+        fn.cache_clear()
+    _sentbreak_decisions.clear()
+    langid.clear_memos()
