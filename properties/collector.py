@@ -14,6 +14,7 @@ import os
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ class Group:
     consumers: Counter = field(default_factory=Counter)
     properties: set[str] = field(default_factory=set)
     case: Case | None = None
-    report: Report | None = None
+    verdicts: tuple[str, ...] = ()
     path: Path | None = None
 
 
@@ -112,7 +113,7 @@ class Collector:
             group = self.groups[key]
             group.properties.add(name)
             if group.case is None or this_size < size(group.case):
-                group.case, group.report = case, report
+                group.case, group.verdicts = case, tuple(sorted(report.verdicts))
         failing = bool(report.verdicts & self.config.failing_verdicts)
         if failing:
             self._fail(stats, case, report)
@@ -127,9 +128,24 @@ class Collector:
         if stats.name in self._smallest_failure and size(case) > self._smallest_failure[stats.name]:
             return
         self._smallest_failure[stats.name] = size(case)
-        stats.counterexample = case_file(case, report, self.config, name=stats.name)
+        stats.counterexample = case_file(case, sorted(report.verdicts), self.config, name=stats.name)
         stats.report = report.to_dict(max_findings=50)
         stats.path = write_json(self.config.out_dir / f"{stats.name}.json", stats.counterexample)
+
+    def merge(self, other: Collector) -> None:
+        """Fold in what a worker process collected (its properties, scenarios and groups)."""
+        self.stats.update(other.stats)
+        self.reached.update(other.reached)
+        for key, theirs in other.groups.items():
+            mine = self.groups.get(key)
+            if mine is None:
+                self.groups[key] = theirs
+                continue
+            mine.count += theirs.count
+            mine.consumers.update(theirs.consumers)
+            mine.properties |= theirs.properties
+            if theirs.case is not None and (mine.case is None or size(theirs.case) < size(mine.case)):
+                mine.case, mine.verdicts = theirs.case, theirs.verdicts
 
     def write_findings(self) -> None:
         """Write the smallest case of every finding group (for its one-line reproduction)."""
@@ -137,10 +153,10 @@ class Collector:
             if group.case is not None:
                 slug = f"{group.verdict}_{group.scenario}".replace(":", "-").replace(" ", "_").lower()
                 group.path = write_json(self.config.out_dir / "findings" / f"{slug}.json",
-                                        case_file(group.case, group.report, self.config, name=slug))
+                                        case_file(group.case, group.verdicts, self.config, name=slug))
 
 
-def case_file(case: Case, report: Report | None, config: FuzzConfig, *, name: str) -> dict[str, Any]:
+def case_file(case: Case, verdicts: Sequence[str], config: FuzzConfig, *, name: str) -> dict[str, Any]:
     """A case in the regression-file form (``BatchState.from_json`` reads its ``state``)."""
     data: dict[str, Any] = {
         "name": name,
@@ -150,7 +166,7 @@ def case_file(case: Case, report: Report | None, config: FuzzConfig, *, name: st
         "candidate": config.candidate,
         "backend": config.backend,
         "layers": config.layers,
-        "expected": {"verdicts": sorted(report.verdicts) if report else []},
+        "expected": {"verdicts": sorted(verdicts)},
     }
     if case.history:
         data["history"] = [h.to_dict() for h in case.history]

@@ -7,8 +7,11 @@ property, whether and how fast the mutant was caught, plus the minimal counterex
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,12 +85,13 @@ def run_fuzz(baseline: str = "legacy", candidate: str = "single_step", *, profil
              layers: int = PROPERTY_LAYERS, strict: bool = False, properties: Sequence[str] | None = None,
              stop_at_first_failure: bool = False, progress: Progress | None = None,
              max_examples: int | None = None, seed: int | None = None,
-             out_dir: Path | str = DEFAULT_OUT) -> FuzzResult:
+             out_dir: Path | str = DEFAULT_OUT, jobs: int | None = None) -> FuzzResult:
     """Run the properties (default: all five, the state machine included) and collect every finding.
 
     ``candidate``/``baseline`` are seam specs (registry name, ``module:NAME``, ``path.py:NAME``).
     ``sweep`` draws block sizes from the sweep list (1 ... 256); ``block_sizes`` fixes them.
     ``max_examples`` overrides the profile's budget for every property; ``seed`` fixes the seed.
+    ``jobs`` processes share the properties (default: one per CPU); ``1`` runs them in this process.
     """
     selected = tuple(properties or profiles.PROPERTIES)
     for name in selected:
@@ -98,10 +102,40 @@ def run_fuzz(baseline: str = "legacy", candidate: str = "single_step", *, profil
     sizes = SWEEP_BLOCK_SIZES if sweep else tuple(block_sizes or DEFAULT_BLOCK_SIZES)
     config = FuzzConfig(baseline, candidate, sizes, backend, layers, strict, Path(out_dir))
     config.baseline_impl, config.candidate_impl  # resolve both now: a bad spec is an InputError, not a finding
-    collector = Collector(config)
     started = time.perf_counter()
-    for name in selected:
-        test = build_property(name, config, collector, profile=profile, max_examples=max_examples, seed=seed)
+    options = {"profile": profile, "max_examples": max_examples, "seed": seed}
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(selected)))
+    if jobs == 1:
+        collector = _run_properties(config, selected, options, stop_at_first_failure, progress)
+    else:
+        collector = Collector(config)
+        shares = [selected[i::jobs] for i in range(jobs)]
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(_run_properties, config, share, options, stop_at_first_failure, None)
+                       for share in shares]
+            for future in as_completed(futures):
+                part = future.result()
+                collector.merge(part)
+                for stats in part.stats.values():
+                    if progress:
+                        progress(_progress_line(stats))
+        collector.stats = {name: collector.stats[name] for name in selected if name in collector.stats}
+    collector.write_findings()
+    required = profiles.REQUIRED.get(profile, frozenset())
+    if max_examples is not None or set(selected) != set(profiles.PROPERTIES):
+        required = frozenset()  # a trimmed run is not held to the profile's coverage
+    missing = sorted(t for t in required if not collector.reached[t])
+    return FuzzResult(config, profile, collector.stats, sorted(collector.groups.values(), key=_group_order),
+                      dict(sorted(collector.reached.items())), missing, time.perf_counter() - started)
+
+
+def _run_properties(config: FuzzConfig, names: Sequence[str], options: dict[str, Any], stop_at_first_failure: bool,
+                    progress: Progress | None) -> Collector:
+    """Run some properties in this process, one collector for all of them."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    collector = Collector(config)
+    for name in names:
+        test = build_property(name, config, collector, **options)
         stats = collector.start(name)
         try:
             test()
@@ -112,17 +146,14 @@ def run_fuzz(baseline: str = "legacy", candidate: str = "single_step", *, profil
             stats.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         collector.stop(name)
         if progress:
-            state = "FAILED" if stats.failed else "ok"
-            progress(f"{name}: {stats.examples} examples in {stats.seconds:.1f}s, {state}")
+            progress(_progress_line(stats))
         if stats.failed and stop_at_first_failure:
             break
-    collector.write_findings()
-    required = profiles.REQUIRED.get(profile, frozenset())
-    if max_examples is not None or set(selected) != set(profiles.PROPERTIES):
-        required = frozenset()  # a trimmed run is not held to the profile's coverage
-    missing = sorted(t for t in required if not collector.reached[t])
-    return FuzzResult(config, profile, collector.stats, sorted(collector.groups.values(), key=_group_order),
-                      dict(sorted(collector.reached.items())), missing, time.perf_counter() - started)
+    return collector
+
+
+def _progress_line(stats: PropertyStats) -> str:
+    return f"{stats.name}: {stats.examples} examples in {stats.seconds:.1f}s, {'FAILED' if stats.failed else 'ok'}"
 
 
 def _group_order(group: Group) -> tuple[int, str]:

@@ -201,7 +201,8 @@ class Scheduler:
             need = math.ceil((req.cached + int(this[i])) / bs) + lookahead - len(req.blocks)
             if need > 0:
                 req.blocks += self.pool.allocate(min(need, self.pool.free_count) if lookahead else need)
-        width = max([len(r.blocks) for r in self.slots if r is not None] + [0]) + extra_width
+        # A server's table has a fixed width of at least one block; never a zero-width table.
+        width = max([len(r.blocks) for r in self.slots if r is not None] + [1]) + extra_width
         tables = np.full((n, width), -1, dtype=np.int32)
         for i, req in enumerate(self.slots):
             if req is not None and req.blocks:
@@ -243,7 +244,7 @@ class Scheduler:
 
 def pad_tokens(num_tokens: int, padding: str, overlap_extra: int) -> int:
     """The launch size: a CUDA-graph capture size, or an overlap-schedule estimate a little above."""
-    if padding == "capture":
+    if padding == "capture" and num_tokens > 0:  # an empty step replays no graph
         return next((c for c in CAPTURE_SIZES if c >= num_tokens), num_tokens)
     if padding == "overlap":
         return num_tokens + overlap_extra

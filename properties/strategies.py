@@ -23,13 +23,15 @@ from validation.state import BatchState
 
 DEFAULT_BLOCK_SIZES = (64,)
 SWEEP_BLOCK_SIZES = (1, 16, 32, 48, 64, 100, 128, 256)
-BUDGETS = (8192, 16, 64, 256, 2048, 16384)  # max_num_batched_tokens, the first is the shrink target
+# Token budgets (max_num_batched_tokens less the overlap margin), the first is the shrink target. Small
+# ones dominate: a state's cost is in its token count, and a small budget is what makes chunks.
+BUDGETS = (128, 16, 32, 64, 256, 1024)
 
 # Batch-size tiers drawn from a 0..31 dial: mostly a few requests, sometimes dozens, rarely past the
 # one-block launch limit (cheap to make, but each is a 1000-row table).
 BATCH_TIERS = ((0, 22, 1, 8), (23, 30, 9, 96), (31, 31, LAUNCH_LIMIT + 1, LAUNCH_LIMIT + 64))
 # Context tiers from a 0..9 dial: short most often, up to DeepSeek-V3.2's maximum rarely.
-CONTEXT_TIERS = ((0, 6, 256), (7, 8, 8192), (9, 9, MAX_MODEL_LEN))
+CONTEXT_TIERS = ((0, 6, 160), (7, 8, 8192), (9, 9, MAX_MODEL_LEN))
 # Phase mixes: how often each slot is in each phase (order of ``PHASES``).
 MIXES: dict[str, tuple[float, ...]] = {
     #           empty idle prefill chunked prefix decode mtp
