@@ -65,8 +65,13 @@ def render(outcomes: list[MutantOutcome], summary: dict) -> str:
                      f"{'killed' if o.killed else 'SURVIVED':<8} {by:<30} {o.examples_to_kill or '-':>8} "
                      f"{(f'{o.seconds_to_kill:.2f}' if o.seconds_to_kill is not None else '-'):>8}  {base}")
     for o in outcomes:
-        if o.counterexample is not None:
-            lines.append(f"{o.name}: {o.description}\n  minimal: {json.dumps(o.counterexample, separators=(',', ':'))}")
+        if o.counterexample is None:
+            continue
+        state = json.dumps(o.counterexample["state"], separators=(",", ":"))
+        earlier = len(o.counterexample.get("history", ()))
+        lines.append(f"{o.name}: {o.description}")
+        lines.append(f"  minimal: {state}" + (f" (after {earlier} earlier steps, kept in the file)" if earlier else ""))
+        lines.append(f"  reproduce: dsa-validate check --state {o.counterexample_path} --baseline oracle --candidate {o.spec}")
     lines.append(f"mutation score: {summary['killed']}/{summary['mutants']} killed; median time to kill "
                  f"{summary['median_seconds_to_kill']}s, median examples to kill {summary['median_examples_to_kill']}")
     if summary["survivors"]:

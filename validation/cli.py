@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "validation.commands",
     "validation.main_job",
     "evals.cli",
+    "properties.mutation_cli",
     "properties.cli",
 )
 

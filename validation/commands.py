@@ -8,7 +8,7 @@ from typing import Any
 
 from validation import compare, seam
 from validation.impls.paddle_paths import DEFAULT_NUM_LAYERS
-from validation.state import BatchState
+from validation.state import BatchState, load_steps
 
 
 def add_impl_options(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="exit status: 0 no regression, 1 a REGRESSION (with --strict: any finding), 2 bad input\n"
         "example:\n  dsa-validate check --state fixtures/states/chunked_prefill.json --candidate chunked_fix")
-    check.add_argument("--state", required=True, metavar="FILE.json", help="a batch-state file")
+    check.add_argument("--state", required=True, metavar="FILE.json",
+                       help="a batch-state file, or a case file whose history steps are replayed first")
     check.add_argument("--baseline", default="legacy", help="reference side (default: legacy)")
     check.add_argument("--candidate", default="single_step", help="side under test (default: single_step)")
     check.add_argument("--strict", action="store_true", help="exit 1 on any finding that is not OK")
@@ -57,10 +58,12 @@ def run_slots(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    state = BatchState.from_json(args.state)
+    *history, state = load_steps(args.state)
     baseline = seam.resolve(args.baseline, backend=args.backend, num_layers=args.layers, field_name="baseline")
     candidate = seam.resolve(args.candidate, backend=args.backend, num_layers=args.layers, field_name="candidate")
-    report = compare.compare_state(state, baseline, candidate, args.layers)
+    report = compare.compare_state(state, baseline, candidate, args.layers, history)
+    if history:
+        print(f"(replayed {len(history)} earlier steps through the same instances first)")
     print(json.dumps(report.to_dict()) if args.json else report.render())
     return report.exit_code(args.strict)
 

@@ -11,6 +11,7 @@ each writes). Findings that repeat across layers are folded into one.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,11 +132,16 @@ class Report:
         }
 
 
-def compare_state(state: BatchState, baseline: Implementation, candidate: Implementation, num_layers: int) -> Report:
-    """Run both sides on ``state`` (fresh instances) and triage them against the oracle."""
-    inputs = state.step_inputs()
-    base = observe(baseline.new(), inputs, num_layers)
-    cand = observe(candidate.new(), state.step_inputs(), num_layers)
+def compare_state(state: BatchState, baseline: Implementation, candidate: Implementation, num_layers: int,
+                  history: Sequence[BatchState] = ()) -> Report:
+    """Run both sides on ``state`` (fresh instances, first fed the ``history`` steps so persistent
+    buffers hold what they held in a multi-step run) and triage the last step against the oracle."""
+    base_fn, cand_fn = baseline.new(), candidate.new()
+    for earlier in history:
+        observe(base_fn, earlier.step_inputs(), num_layers)
+        observe(cand_fn, earlier.step_inputs(), num_layers)
+    base = observe(base_fn, state.step_inputs(), num_layers)
+    cand = observe(cand_fn, state.step_inputs(), num_layers)
     return triage(state, base, cand, baseline.name, candidate.name, num_layers)
 
 

@@ -81,18 +81,7 @@ class BatchState:
     @classmethod
     def from_json(cls, path: str | Path) -> BatchState:
         """Load a state file; unreadable or malformed JSON is an ``InputError`` naming the file."""
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise InputError(str(path), f"cannot read state file ({exc.strerror})") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(str(path), f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-        if isinstance(data, Mapping) and "state" in data and isinstance(data["state"], Mapping):
-            data = data["state"]  # a regression file: {"state": {...}, "expected": {...}}
-        return cls.from_dict(data)
+        return load_steps(path)[-1]
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form; ``from_dict(to_dict())`` round-trips."""
@@ -290,3 +279,30 @@ def _jsonable(value: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+def load_steps(path: str | Path) -> list[BatchState]:
+    """The steps a state file describes: a plain state is one step; a case file
+    (``{"state": {...}, "history": [...]}``, as fixtures, regressions and counterexamples are written)
+    is its earlier steps, then its state, to be run in order through the same instances."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InputError(str(path), f"cannot read state file ({exc.strerror})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(str(path), f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    if not (isinstance(data, Mapping) and isinstance(data.get("state"), Mapping)):
+        return [BatchState.from_dict(data)]
+    history = data.get("history", [])
+    if not isinstance(history, list):
+        raise InputError("history", f"must be a list of states, got {type(history).__name__}")
+    steps = []
+    for i, step in enumerate(history):
+        try:
+            steps.append(BatchState.from_dict(step))
+        except InputError as exc:
+            raise InputError(f"history[{i}].{exc.field}", exc.rule, exc.index) from None
+    return [*steps, BatchState.from_dict(data["state"])]
