@@ -66,6 +66,7 @@ def parse_block_sizes(text: str, *, sweep: bool = False) -> tuple[int, ...]:
 
 
 _current = FuzzConfig()
+_profile = "dev"
 
 
 def current() -> FuzzConfig:
@@ -76,3 +77,13 @@ def current() -> FuzzConfig:
 def set_current(config: FuzzConfig) -> None:
     global _current
     _current = config
+
+
+def current_profile() -> str:
+    """The hypothesis profile the pytest property modules run under."""
+    return _profile
+
+
+def set_profile(name: str) -> None:
+    global _profile
+    _profile = name

@@ -1,0 +1,5 @@
+"""Property: determinism (see properties/checks.py), under the plugin's --dsa-* options and profile."""
+
+from properties._pytest_suite import property_test
+
+test_determinism = property_test("determinism")

@@ -1,0 +1,5 @@
+"""Property: truth (see properties/checks.py), under the plugin's --dsa-* options and profile."""
+
+from properties._pytest_suite import property_test
+
+test_truth = property_test("truth")
