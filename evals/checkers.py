@@ -461,8 +461,7 @@ class CapitalWordFrequency(Checker):
         return f"Use all-capital words {self.relation} {self.frequency} times."
 
     def check(self, response: str) -> bool:
-        capitals = sum(1 for token in text.word_tokens(response) if token.isupper())
-        return _compare(capitals, self.relation, self.frequency)
+        return _compare(text.count_capital_words(response), self.relation, self.frequency)
 
 
 class EnglishCapital(Checker):

@@ -23,6 +23,7 @@ _WORD_RE = re.compile(r"\w+")
 _PUNKT_FILES = ("abbrev_types.txt", "collocations.tab", "ortho_context.tab", "sent_starters.txt")
 _lock = threading.Lock()
 _sentbreak_decisions: dict[str, bool] = {}
+_WHITESPACE = " \t\n\r\x0b\x0c"  # string.whitespace, as Punkt's _get_last_whitespace_index tests it
 
 
 def cache_root() -> Path:
@@ -88,19 +89,14 @@ def _sentence_tokenizer() -> Any:
 
     ``text_contains_sentbreak(context)`` decides each candidate break from the candidate's context
     string and the fixed English parameters alone, so it is memoised per context: the loose variants of
-    a response, and responses quoting the prompt, repeat the same contexts. ``_get_last_whitespace_index``
-    (a character-by-character loop from the end) becomes ``rfind`` over the same six whitespace
-    characters, with the same answer (0 when there is none).
+    a response, and responses quoting the prompt, repeat the same contexts.
     """
     ensure_punkt()
-    import string
-
     from nltk.tokenize import PunktTokenizer
 
     tokenizer = PunktTokenizer("english")
     decide = tokenizer.text_contains_sentbreak
     decisions = _sentbreak_decisions
-    whitespace = tuple(string.whitespace)
 
     def text_contains_sentbreak(context: str) -> bool:
         found = decisions.get(context)
@@ -110,11 +106,7 @@ def _sentence_tokenizer() -> Any:
             found = decisions[context] = decide(context)
         return found
 
-    def last_whitespace_index(before: str) -> int:
-        return max(0, *(before.rfind(char) for char in whitespace))
-
     tokenizer.text_contains_sentbreak = text_contains_sentbreak
-    tokenizer._get_last_whitespace_index = last_whitespace_index
     return tokenizer
 
 
@@ -126,8 +118,77 @@ def count_words(text: str) -> int:
 
 @functools.lru_cache(maxsize=4096)
 def sentences(text: str) -> tuple[str, ...]:
-    """NLTK's English Punkt sentences of ``text`` (what ``nltk.sent_tokenize`` returns)."""
-    return tuple(_sentence_tokenizer().tokenize(text))
+    """NLTK's English Punkt sentences of ``text`` (what ``nltk.sent_tokenize`` returns).
+
+    ``PunktSentenceTokenizer.span_tokenize`` (candidate contexts, break decisions, boundary
+    realignment) transcribed step for step into one function over the same compiled patterns, called
+    without NLTK's per-call timeout wrapper (which only ever raises) and with the break decisions
+    memoised; ``reference_sentences`` is NLTK's own call, kept to prove the two equal in tests.
+    """
+    period_re, realign_re, decide = _punkt_parts()
+    breaks: list[tuple[int, int]] = []
+    last_break = 0
+    previous = None
+    previous_start = previous_stop = 0
+    contexts = []
+    for match in period_re.finditer(text):
+        start = match.start()
+        before = text[previous_stop:start]
+        after_space = max(0, *(before.rfind(char) for char in _WHITESPACE))
+        if after_space:
+            after_space += previous_stop + 1
+        else:
+            after_space = previous_start
+        if previous is not None and previous_stop <= after_space:
+            contexts.append((previous, text[previous_start:previous_stop] + previous.group()
+                             + previous.group("after_tok")))
+        previous, previous_start, previous_stop = match, after_space, start
+    if previous is not None:
+        contexts.append((previous, text[previous_start:previous_stop] + previous.group()
+                         + previous.group("after_tok")))
+    for match, context in contexts:
+        if decide(context):
+            breaks.append((last_break, match.end()))
+            last_break = match.start("next_tok") if match.group("next_tok") else match.end()
+    breaks.append((last_break, len(text.rstrip())))
+    found = []
+    realign = 0
+    last = len(breaks) - 1
+    for k, (start, stop) in enumerate(breaks):
+        start += realign
+        if k == last:
+            if text[start:stop]:
+                found.append(text[start:stop])
+            continue
+        next_start, next_stop = breaks[k + 1]
+        m = realign_re.match(text[next_start:next_stop])
+        if m:
+            found.append(text[start:next_start + len(m.group(0).rstrip())])
+            realign = m.end()
+        else:
+            realign = 0
+            if text[start:stop]:
+                found.append(text[start:stop])
+    return tuple(found)
+
+
+def reference_sentences(text: str) -> list[str]:
+    """``nltk.sent_tokenize(text)`` as NLTK computes it (for the equality tests)."""
+    from nltk.tokenize import sent_tokenize
+
+    ensure_punkt()
+    return list(sent_tokenize(text))
+
+
+@functools.lru_cache(maxsize=1)
+def _punkt_parts() -> tuple[Any, Any, Any]:
+    """The period-context and realignment patterns (unwrapped) and the memoised break decision."""
+    tokenizer = _sentence_tokenizer()
+    lang_vars = tokenizer._lang_vars
+    period_re = lang_vars.period_context_re()
+    realign_re = lang_vars.re_boundary_realignment
+    return (getattr(period_re, "_rx", period_re), getattr(realign_re, "_rx", realign_re),
+            tokenizer.text_contains_sentbreak)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -141,6 +202,22 @@ def _treebank(sentence: str) -> tuple[str, ...]:
     from nltk.tokenize import _treebank_word_tokenizer
 
     return tuple(_treebank_word_tokenizer.tokenize(sentence))
+
+
+@functools.lru_cache(maxsize=16384)
+def _sentence_capitals(sentence: str) -> int:
+    # A token is upper case only if it holds an upper-case character, and Treebank's tokens take
+    # their characters from the sentence (its rewrites touch quotes and spacing only), so a sentence
+    # without one has none and need not be tokenised.
+    if not any(map(str.isupper, sentence)):
+        return 0
+    return sum(1 for token in _treebank(sentence) if token.isupper())
+
+
+@functools.lru_cache(maxsize=4096)
+def count_capital_words(text: str) -> int:
+    """How many of ``nltk.word_tokenize(text)``'s tokens are upper case (``str.isupper``)."""
+    return sum(_sentence_capitals(sentence) for sentence in sentences(text))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -189,7 +266,8 @@ def clear_memos() -> None:
     """Forget every per-text result (for cold-cache benchmarks); loaded models and profiles stay."""
     from evals import langid
 
-    for fn in (count_words, sentences, count_sentences, _treebank, word_tokens, detect_language):
+    for fn in (count_words, sentences, count_sentences, _treebank, word_tokens, detect_language,
+               _sentence_capitals, count_capital_words):
         fn.cache_clear()
     _sentbreak_decisions.clear()
     langid.clear_memos()
