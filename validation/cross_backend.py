@@ -33,11 +33,11 @@ SHARED_BUFFER = 1 << 16
 
 
 def digest(obs: seam.Observation) -> str:
-    """sha256 of everything an observation holds that a consumer could read."""
+    """sha256 of everything an observation holds that a consumer could read (first 64 bits, hex)."""
     h = hashlib.sha256()
     if obs.error is not None:
         h.update(b"error:" + obs.error.split(":")[0].encode())
-        return h.hexdigest()
+        return h.hexdigest()[:16]
     arrays = [obs.position_ids] + [layer[c] for layer in obs.layers for c in seam.CONSUMERS]
     for arr in arrays:
         arr = np.ascontiguousarray(arr)
@@ -45,7 +45,7 @@ def digest(obs: seam.Observation) -> str:
         h.update(arr.astype(arr.dtype.newbyteorder("<")).tobytes())
     for hazard in obs.hazards:
         h.update(hazard.encode())
-    return h.hexdigest()
+    return h.hexdigest()[:16]
 
 
 def read_corpus(path: Path) -> Iterator[BatchState]:
