@@ -46,6 +46,10 @@ def build_machine(config: FuzzConfig, collector: Collector) -> type[RuleBasedSta
             self.baseline = config.baseline_impl.new()
             self.candidate = config.candidate_impl.new()
             self.history: list = []
+            for slot in range(slots):  # a server rarely starts a step empty: seed the slots
+                if self.rng.random() < 0.7:
+                    self.sched.admit(slot, int(self.rng.integers(1, 200)), draft=int(self.rng.integers(0, 3)),
+                                     max_new=int(self.rng.integers(1, MAX_NEW)))
 
         @rule(prompt=st.integers(1, MAX_PROMPT), draft=st.integers(0, 3), prefix=st.booleans(),
               max_new=st.integers(1, MAX_NEW))

@@ -11,7 +11,7 @@ from properties.runner import run_fuzz
 from tests.support import requires_paddle
 
 pytestmark = requires_paddle
-FAULTY = f"{Path(__file__).resolve().parent / 'fuzz_faulty_impls.py'}"
+FAULTY = f"{Path(__file__).resolve().parent / 'test_fuzz_faulty_impls.py'}"
 
 
 def test_oracle_baseline_catches_the_chunked_prefill_bug(tmp_path: Path) -> None:
@@ -44,8 +44,8 @@ def test_block_size_16_reports_the_legacy_indexer(tmp_path: Path) -> None:
 
 
 def test_state_machine_catches_a_stale_tail_candidate(tmp_path: Path) -> None:
-    result = run_fuzz("oracle", f"{FAULTY}:StaleTail", profile="dev", properties=["multi_step"],
-                      out_dir=tmp_path, jobs=1)
+    result = run_fuzz("oracle", f"{FAULTY}:StaleTail", profile="ci", properties=["multi_step"],
+                      out_dir=tmp_path, jobs=1, max_examples=80)
     stats = result.properties["multi_step"]
     assert stats.failed and stats.counterexample is not None and stats.counterexample.get("history")
 
