@@ -34,6 +34,7 @@ _N_TRIAL = 7  # Detector.n_trial's default
 _normalised: dict[str, str] = {}
 _normal_ords: dict[int, str] = {}
 _word_memo: dict[tuple[str, bool], tuple[str, ...]] = {}
+_FAR = 1 << 62  # a stream position past any decoded one (table padding)
 _TWOPI = 2.0 * math.pi  # random.TWOPI
 _stream: Any = None
 _matrix: Any = None
@@ -120,24 +121,7 @@ def detect_many(texts: Sequence[str]) -> list[str | None]:
     np.cumsum(counts[:-1], out=offsets[1:])
     flat_ids = np.array(flat, dtype=np.int64)
     shifts = np.array([32 - int(c).bit_length() for c in counts], dtype=np.uint32)
-    position = np.zeros(n_rows, dtype=np.int64)  # next unread word of each text's stream
-    gauss_next: list[float] = [0.0] * n_rows
-    total = np.zeros((n_rows, n_langs))
-    for trial in range(_N_TRIAL):
-        weights = np.empty(n_rows)
-        if trial % 2 == 0:  # gauss() draws a pair: cos now, sin kept for the next trial
-            words = _words(int(position.max()) + 4)
-            for r in range(n_rows):
-                p = int(position[r])
-                z, gauss_next[r] = _gauss_pair(words[p:p + 4].tolist())
-                weights[r] = (Detector.ALPHA_DEFAULT + (0.0 + z * 1.0) * Detector.ALPHA_WIDTH) / Detector.BASE_FREQ
-            position += 4
-        else:
-            for r in range(n_rows):
-                weights[r] = (Detector.ALPHA_DEFAULT + (0.0 + gauss_next[r] * 1.0) * Detector.ALPHA_WIDTH
-                              ) / Detector.BASE_FREQ
-        final = _run_trial(np.arange(n_rows), position, counts, shifts, offsets, flat_ids, weights, profile)
-        total += final / _N_TRIAL
+    total = _run_trials(counts, shifts, offsets, flat_ids, profile)
     best = total.argmax(axis=1)  # langdetect's stable descending sort keeps the first of equal ones
     top = total[np.arange(n_rows), best]
     langs = fac.langlist
@@ -146,71 +130,135 @@ def detect_many(texts: Sequence[str]) -> list[str | None]:
     return results
 
 
-def _run_trial(active: Any, position: Any, counts: Any, shifts: Any, offsets: Any, flat_ids: Any,
-               weights: Any, profile: Any) -> Any:
-    """One trial of every text; returns the final probabilities and advances ``position`` in place."""
+def _run_trials(counts: Any, shifts: Any, offsets: Any, flat_ids: Any, profile: Any) -> Any:
+    """All seven trials of every text; returns langdetect's ``langprob`` per text (rows).
+
+    Texts advance in lock step, five draws then a normalisation (langdetect normalises and tests
+    convergence at draws 1, 6, 11, ...); a text whose trial converges starts its next trial at once
+    (gauss weight, first draw, normalisation), which keeps it in step with the others. Each text's
+    own sequence of operations is exactly langdetect's.
+    """
     import numpy as np
     from langdetect.detector import Detector
 
-    n_rows, n_langs = len(active), profile.shape[1]
-    final = np.empty((n_rows, n_langs))
-    prob = np.full((n_rows, n_langs), 1.0 / n_langs)
-    weight = weights[active][:, None]
-    block = 8
-    picks, ends = _draws(position[active], counts[active], shifts[active], offsets[active], flat_ids, block)
-    base = 0
-    i = 0
-    while True:
-        j = i - base
-        if j == picks.shape[1]:
-            position[active] = ends[:, -1]
-            block = min(block * 4, 2048)
-            picks, ends = _draws(position[active], counts[active], shifts[active], offsets[active], flat_ids,
-                                 block)
-            base, j = i, 0
-        factor = profile[picks[:, j]]
-        factor += weight
-        prob *= factor
-        if i % 5 == 0:
-            prob /= _row_sums(prob)[:, None]
-            done = prob.max(axis=1) > Detector.CONV_THRESHOLD
-            if i >= Detector.ITERATION_LIMIT:
-                done[:] = True
-            if done.any():
-                finished = active[done]
-                final[finished] = prob[done]
-                position[finished] = ends[done, j]
-                if done.all():
-                    return final
-                keep = ~done
-                active, prob, weight = active[keep], prob[keep], weight[keep]
-                picks, ends = picks[keep], ends[keep]
-        i += 1
+    n_rows, n_langs = len(counts), profile.shape[1]
+    total = np.zeros((n_rows, n_langs))
+    trial = np.zeros(n_rows, dtype=np.int64)
+    gauss_next = [0.0] * n_rows
+    uniform = 1.0 / n_langs
+    alpha, width, base = Detector.ALPHA_DEFAULT, Detector.ALPHA_WIDTH, Detector.BASE_FREQ
+    limit, threshold = Detector.ITERATION_LIMIT, Detector.CONV_THRESHOLD
+    spans = np.full(n_rows, 1024)
+    table = list(_accepted(counts, shifts, offsets, flat_ids, 1024))  # each text's draws: positions, ids
+
+    # per active text: its row, probabilities, weight, next draw (index into its table row), iteration
+    rows = np.arange(n_rows)
+    prob = np.empty((n_rows, n_langs))
+    weight = np.empty(n_rows)
+    nxt = np.zeros(n_rows, dtype=np.int64)
+    iters = np.zeros(n_rows, dtype=np.int64)
+    four = np.arange(4)
+    five = np.arange(5)
+
+    def ensure(local: Any, more: int) -> None:
+        """Decode a longer stretch of the stream for texts of ``local`` that could run past their table."""
+        while True:
+            short = rows[local[nxt[local] + more > table[2][rows[local]]]]
+            if not len(short):
+                return
+            spans[short] *= 2
+            positions, gids, how_many = _accepted(counts[short], shifts[short], offsets[short], flat_ids,
+                                                  int(spans[short].max()))
+            if positions.shape[1] > table[0].shape[1]:
+                grow = max(positions.shape[1], 2 * table[0].shape[1]) - table[0].shape[1]
+                table[0] = np.pad(table[0], ((0, 0), (0, grow)), constant_values=_FAR)
+                table[1] = np.pad(table[1], ((0, 0), (0, grow)))
+            table[0][short] = _FAR
+            table[0][short, :positions.shape[1]] = positions
+            table[1][short, :positions.shape[1]] = gids
+            table[2][short] = how_many
+
+    def finish(local: Any) -> Any:
+        """Close the current trial of texts ``local``; returns those with trials left."""
+        r = rows[local]
+        total[r] += prob[local] / _N_TRIAL
+        trial[r] += 1
+        return local[trial[r] < _N_TRIAL]
+
+    def start(local: Any) -> None:
+        """Start the next trial of texts ``local``: weight, first draw, normalisation, convergence."""
+        while len(local):
+            ensure(local, 6)
+            r = rows[local]
+            positions, gids = table[0], table[1]
+            z = [gauss_next[row] for row in r.tolist()]
+            even = np.flatnonzero(trial[r] % 2 == 0)
+            if len(even):  # gauss() reads two random() (four words) here: cos now, sin kept for later
+                le, re_ = local[even], r[even]
+                q = nxt[le]
+                # the words follow the trial's last draw (or open the stream); draws skip them
+                at = np.where(q > 0, positions[re_, np.maximum(q - 1, 0)] + 1, 0)
+                words = _words(int(at.max()) + 4)
+                for k, row, p in zip(even.tolist(), re_.tolist(), at.tolist()):
+                    z[k], gauss_next[row] = _gauss_pair(words[p:p + 4].tolist())
+                inside = positions[re_[:, None], q[:, None] + four] < (at + 4)[:, None]
+                nxt[le] = q + inside.sum(axis=1)
+            weight[local] = [(alpha + (0.0 + value * 1.0) * width) / base for value in z]
+            fresh = np.full((len(local), n_langs), uniform)
+            fresh *= profile[gids[r, nxt[local]]] + weight[local][:, None]
+            fresh /= _row_sums(fresh)[:, None]
+            prob[local] = fresh
+            nxt[local] += 1
+            iters[local] = 0
+            done = fresh.max(axis=1) > threshold
+            local = finish(local[done]) if done.any() else local[:0]
+
+    start(np.arange(n_rows))
+    live = trial < _N_TRIAL
+    if not live.all():
+        rows, prob, weight, nxt, iters = (x[live] for x in (rows, prob, weight, nxt, iters))
+    while len(rows):
+        ensure(np.arange(len(rows)), 5)
+        factors = profile[table[1][rows[:, None], nxt[:, None] + five]]
+        factors += weight[:, None, None]
+        for k in range(5):
+            prob *= factors[:, k]
+        nxt += 5
+        iters += 5
+        prob /= _row_sums(prob)[:, None]
+        done = (prob.max(axis=1) > threshold) | (iters >= limit)
+        if done.any():
+            start(finish(np.flatnonzero(done)))
+            live = trial[rows] < _N_TRIAL
+            if not live.all():
+                rows, prob, weight, nxt, iters = (x[live] for x in (rows, prob, weight, nxt, iters))
+    return total
 
 
-def _draws(start: Any, counts: Any, shifts: Any, offsets: Any, flat_ids: Any, block: int) -> tuple[Any, Any]:
-    """The next ``block`` ``choice`` draws of each text from word ``start`` on: profile rows and ends.
+def _accepted(counts: Any, shifts: Any, offsets: Any, flat_ids: Any, span: int) -> tuple[Any, Any, Any]:
+    """Each text's ``choice`` draws among the first ``span`` words of the stream.
 
     ``random.choice`` of ``count`` items takes ``getrandbits(count.bit_length())``, the top bits of one
-    32-bit word, until the value is below ``count``. Returns the chosen n-grams' profile row ids and,
-    for each draw, the stream position just after it.
+    32-bit word, until the value is below ``count``: a word is a draw of a text exactly when its top
+    bits are below the text's n-gram count (the four words each even trial's ``gauss`` reads are
+    skipped by the caller). Returns, per text (rows, padded), the stream position of each such word
+    and the profile row id of the n-gram it picks, and how many there are.
     """
     import numpy as np
 
-    width = 2 * block + 32
-    while True:
-        words = _words(int(start.max()) + width)
-        index = start[:, None] + np.arange(width)
-        values = words[index] >> shifts[:, None]
-        accepted = values < counts[:, None]
-        ranks = np.cumsum(accepted, axis=1)
-        if int(ranks[:, -1].min()) >= block:
-            break
-        width *= 2
-    rows, cols = np.nonzero(accepted & (ranks <= block))
-    cols = cols.reshape(len(start), block)
-    picks = values[np.arange(len(start))[:, None], cols].astype(np.int64)
-    return flat_ids[offsets[:, None] + picks], start[:, None] + cols + 1
+    values = _words(span)[None, :span] >> shifts[:, None]
+    accepted = values < counts[:, None]
+    how_many = accepted.sum(axis=1)
+    width = int(how_many.max()) + 8
+    rows, cols = np.nonzero(accepted)
+    first = np.zeros(len(counts), dtype=np.int64)
+    np.cumsum(how_many[:-1], out=first[1:])
+    rank = np.arange(len(rows)) - first[rows]
+    positions = np.full((len(counts), width), _FAR, dtype=np.int64)
+    positions[rows, rank] = cols
+    gids = np.zeros((len(counts), width), dtype=np.int64)
+    gids[rows, rank] = flat_ids[offsets[rows] + values[rows, cols]]
+    return positions, gids, how_many
 
 
 def _row_sums(prob: Any) -> Any:
