@@ -109,7 +109,7 @@ def run_fuzz(baseline: str = "legacy", candidate: str = "single_step", *, profil
         collector = _run_properties(config, selected, options, stop_at_first_failure, progress)
     else:
         collector = Collector(config)
-        shares = [selected[i::jobs] for i in range(jobs)]
+        shares = _balance(selected, jobs, profile)
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
             futures = [pool.submit(_run_properties, config, share, options, stop_at_first_failure, None)
                        for share in shares]
@@ -150,6 +150,18 @@ def _run_properties(config: FuzzConfig, names: Sequence[str], options: dict[str,
         if stats.failed and stop_at_first_failure:
             break
     return collector
+
+
+def _balance(names: Sequence[str], jobs: int, profile: str) -> list[list[str]]:
+    """Longest-first greedy split of the properties over ``jobs`` processes by estimated cost."""
+    shares: list[list[str]] = [[] for _ in range(jobs)]
+    load = [0.0] * jobs
+    budgets = profiles.BUDGETS[profile]
+    for name in sorted(names, key=lambda n: -profiles.COST[n] * budgets[n] * (10 if n == profiles.MACHINE else 1)):
+        i = load.index(min(load))
+        shares[i].append(name)
+        load[i] += profiles.COST[name] * budgets[name] * (10 if name == profiles.MACHINE else 1)
+    return [s for s in shares if s]
 
 
 def _progress_line(stats: PropertyStats) -> str:
