@@ -22,6 +22,14 @@ from validation.errors import InputError
 LESS_THAN, AT_LEAST = "less than", "at least"
 RELATIONS = (LESS_THAN, AT_LEAST)
 CONSTRAINED_OPTIONS = ("My answer is yes.", "My answer is no.", "My answer is maybe.")
+# The reference's fixed patterns, compiled once (same flags, so the same matches)
+_DIVIDER = re.compile(r"\s?\*\*\*\s?")
+_PLACEHOLDER = re.compile(r"\[.*?\]")
+_STAR_BULLET = re.compile(r"^\s*\*[^\*].*$", re.MULTILINE)
+_DASH_BULLET = re.compile(r"^\s*-.*$", re.MULTILINE)
+_SINGLE_HIGHLIGHT = re.compile(r"\*[^\n\*]*\*")
+_DOUBLE_HIGHLIGHT = re.compile(r"\*\*[^\n\*]*\*\*")
+_TITLE = re.compile(r"<<[^\n]+>>")
 
 
 def _compare(count: int, relation: str, threshold: int) -> bool:
@@ -34,6 +42,7 @@ class Checker:
 
     ID: ClassVar[str] = ""
     ARGS: ClassVar[tuple[str, ...]] = ()
+    USES_LANGUAGE: ClassVar[bool] = False  # whether ``check`` asks for ``language_queries``' languages
 
     def __init__(self, kwargs: Mapping[str, Any] | None = None) -> None:
         given = {k: v for k, v in (kwargs or {}).items() if v is not None}
@@ -105,13 +114,14 @@ class KeywordExistence(Checker):
 
     def setup(self, args: Mapping[str, Any]) -> None:
         self.keywords = sorted(self._pattern("keywords", k) for k in self._words(args, "keywords"))
+        self._compiled = [re.compile(k, re.IGNORECASE) for k in self.keywords]
 
     def describe(self) -> str:
         return f"Mention each of {self.keywords}."
 
     def check(self, response: str) -> bool:
         # The reference treats each keyword as a regular expression, matched case-insensitively.
-        return all(re.search(k, response, flags=re.IGNORECASE) for k in self.keywords)
+        return all(k.search(response) for k in self._compiled)
 
 
 class KeywordFrequency(Checker):
@@ -122,12 +132,13 @@ class KeywordFrequency(Checker):
         self.keyword = self._pattern("keyword", self._str(args, "keyword").strip())
         self.frequency = self._int(args, "frequency")
         self.relation = self._relation(args, "relation")
+        self._compiled = re.compile(self.keyword, re.IGNORECASE)
 
     def describe(self) -> str:
         return f"Use the word {self.keyword!r} {self.relation} {self.frequency} times."
 
     def check(self, response: str) -> bool:
-        found = len(re.findall(self.keyword, response, flags=re.IGNORECASE))
+        found = len(self._compiled.findall(response))
         return _compare(found, self.relation, self.frequency)
 
 
@@ -137,12 +148,13 @@ class ForbiddenWords(Checker):
 
     def setup(self, args: Mapping[str, Any]) -> None:
         self.words = sorted({self._pattern("forbidden_words", w) for w in self._words(args, "forbidden_words")})
+        self._compiled = [re.compile(r"\b" + w + r"\b", re.IGNORECASE) for w in self.words]
 
     def describe(self) -> str:
         return f"Avoid the words {self.words}."
 
     def check(self, response: str) -> bool:
-        return not any(re.search(r"\b" + w + r"\b", response, flags=re.IGNORECASE) for w in self.words)
+        return not any(w.search(response) for w in self._compiled)
 
 
 class LetterFrequency(Checker):
@@ -168,6 +180,7 @@ class LetterFrequency(Checker):
 
 class ResponseLanguage(Checker):
     ID = "language:response_language"
+    USES_LANGUAGE = True
     ARGS = ("language",)
 
     def setup(self, args: Mapping[str, Any]) -> None:
@@ -210,7 +223,7 @@ class NumberOfParagraphs(Checker):
         return f"Write exactly {self.count} paragraphs separated by the markdown divider ***."
 
     def check(self, response: str) -> bool:
-        parts = re.split(r"\s?\*\*\*\s?", response)
+        parts = _DIVIDER.split(response)
         found = len(parts)
         for index, part in enumerate(parts):
             if not part.strip():
@@ -253,7 +266,7 @@ class NthParagraphFirstWord(Checker):
                 f"paragraph {self.nth} starts with {self.first_word!r}.")
 
     def check(self, response: str) -> bool:
-        parts = re.split(r"\n\n", response)
+        parts = response.split("\n\n")  # re.split on a literal: the same pieces
         found = sum(1 for p in parts if p.strip())
         if self.nth > found:
             return False
@@ -281,7 +294,7 @@ class Placeholders(Checker):
         return f"Include at least {self.count} placeholders in square brackets, like [name]."
 
     def check(self, response: str) -> bool:
-        return len(re.findall(r"\[.*?\]", response)) >= self.count
+        return len(_PLACEHOLDER.findall(response)) >= self.count
 
 
 class Postscript(Checker):
@@ -296,12 +309,13 @@ class Postscript(Checker):
             self.regex = r"\s*p\.\s?s\..*$"
         else:  # any other marker is a regular expression, lower-cased, as in the reference
             self.regex = self._pattern("postscript_marker", r"\s*" + self.marker.lower() + r".*$")
+        self._compiled = re.compile(self.regex, re.MULTILINE)
 
     def describe(self) -> str:
         return f"End with a postscript starting {self.marker!r}."
 
     def check(self, response: str) -> bool:
-        return bool(re.findall(self.regex, response.lower(), flags=re.MULTILINE))
+        return bool(self._compiled.findall(response.lower()))
 
 
 class BulletLists(Checker):
@@ -315,8 +329,8 @@ class BulletLists(Checker):
         return f"Use exactly {self.count} markdown bullet points."
 
     def check(self, response: str) -> bool:
-        stars = re.findall(r"^\s*\*[^\*].*$", response, flags=re.MULTILINE)
-        dashes = re.findall(r"^\s*-.*$", response, flags=re.MULTILINE)
+        stars = _STAR_BULLET.findall(response)
+        dashes = _DASH_BULLET.findall(response)
         return len(stars) + len(dashes) == self.count
 
 
@@ -343,8 +357,8 @@ class HighlightedSections(Checker):
 
     def check(self, response: str) -> bool:
         # Single- and double-starred spans are both counted, as the reference does.
-        single = sum(1 for h in re.findall(r"\*[^\n\*]*\*", response) if h.strip("*").strip())
-        double = sum(1 for h in re.findall(r"\*\*[^\n\*]*\*\*", response)
+        single = sum(1 for h in _SINGLE_HIGHLIGHT.findall(response) if h.strip("*").strip())
+        double = sum(1 for h in _DOUBLE_HIGHLIGHT.findall(response)
                      if h.removeprefix("**").removesuffix("**").strip())
         return single + double >= self.count
 
@@ -356,12 +370,13 @@ class MultipleSections(Checker):
     def setup(self, args: Mapping[str, Any]) -> None:
         self.splitter = self._pattern("section_spliter", self._str(args, "section_spliter").strip())
         self.count = self._int(args, "num_sections")
+        self._compiled = re.compile(r"\s?" + self.splitter + r"\s?\d+\s?")
 
     def describe(self) -> str:
         return f"Write {self.count} sections, each starting '{self.splitter} X'."
 
     def check(self, response: str) -> bool:
-        pieces = re.split(r"\s?" + self.splitter + r"\s?\d+\s?", response)
+        pieces = self._compiled.split(response)
         return len(pieces) - 1 >= self.count
 
 
@@ -390,7 +405,7 @@ class Title(Checker):
         return "Include a title in double angular brackets, like <<title>>."
 
     def check(self, response: str) -> bool:
-        return any(t.lstrip("<").rstrip(">").strip() for t in re.findall(r"<<[^\n]+>>", response))
+        return any(t.lstrip("<").rstrip(">").strip() for t in _TITLE.findall(response))
 
 
 class TwoResponses(Checker):
@@ -466,6 +481,7 @@ class CapitalWordFrequency(Checker):
 
 class EnglishCapital(Checker):
     ID = "change_case:english_capital"
+    USES_LANGUAGE = True
 
     def describe(self) -> str:
         return "Answer in English, in capital letters only."
@@ -481,6 +497,7 @@ class EnglishCapital(Checker):
 
 class EnglishLowercase(Checker):
     ID = "change_case:english_lowercase"
+    USES_LANGUAGE = True
 
     def describe(self) -> str:
         return "Answer in English, in lowercase letters only."

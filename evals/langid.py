@@ -60,6 +60,12 @@ def factory() -> Any:
     return _factory
 
 
+def prepare() -> None:
+    """Load the profiles and generate the random stream now (before a fork, so a child starts warm)."""
+    factory()
+    _words(1 << 16)
+
+
 def clear_memos() -> None:
     """Forget the per-word and per-n-gram memos (cold-cache benchmarks); the profiles stay loaded."""
     global _matrix
@@ -136,7 +142,8 @@ def _run_trials(counts: Any, shifts: Any, offsets: Any, flat_ids: Any, profile: 
     Texts advance in lock step, five draws then a normalisation (langdetect normalises and tests
     convergence at draws 1, 6, 11, ...); a text whose trial converges starts its next trial at once
     (gauss weight, first draw, normalisation), which keeps it in step with the others. Each text's
-    own sequence of operations is exactly langdetect's.
+    own sequence of operations is exactly langdetect's: the five products are one ``multiply.reduce``
+    over [prob, f1, ..., f5], a left fold, element by element.
     """
     import numpy as np
     from langdetect.detector import Detector
@@ -147,18 +154,21 @@ def _run_trials(counts: Any, shifts: Any, offsets: Any, flat_ids: Any, profile: 
     gauss_next = [0.0] * n_rows
     uniform = 1.0 / n_langs
     alpha, width, base = Detector.ALPHA_DEFAULT, Detector.ALPHA_WIDTH, Detector.BASE_FREQ
-    limit, threshold = Detector.ITERATION_LIMIT, Detector.CONV_THRESHOLD
+    threshold = Detector.CONV_THRESHOLD
+    limit_steps = Detector.ITERATION_LIMIT // 5  # blocks of five after the first draw
     spans = np.full(n_rows, 1024)
     table = list(_accepted(counts, shifts, offsets, flat_ids, 1024))  # each text's draws: positions, ids
 
-    # per active text: its row, probabilities, weight, next draw (index into its table row), iteration
+    # per active text: its row, [prob, five factors], weight, next draw (index into its table row), and
+    # the step its trial started at
     rows = np.arange(n_rows)
-    prob = np.empty((n_rows, n_langs))
+    buf = np.empty((n_rows, 6, n_langs))
     weight = np.empty(n_rows)
     nxt = np.zeros(n_rows, dtype=np.int64)
-    iters = np.zeros(n_rows, dtype=np.int64)
+    began = np.zeros(n_rows, dtype=np.int64)
     four = np.arange(4)
     five = np.arange(5)
+    step = 0
 
     def ensure(local: Any, more: int) -> None:
         """Decode a longer stretch of the stream for texts of ``local`` that could run past their table."""
@@ -181,7 +191,7 @@ def _run_trials(counts: Any, shifts: Any, offsets: Any, flat_ids: Any, profile: 
     def finish(local: Any) -> Any:
         """Close the current trial of texts ``local``; returns those with trials left."""
         r = rows[local]
-        total[r] += prob[local] / _N_TRIAL
+        total[r] += buf[local, 0] / _N_TRIAL
         trial[r] += 1
         return local[trial[r] < _N_TRIAL]
 
@@ -207,31 +217,42 @@ def _run_trials(counts: Any, shifts: Any, offsets: Any, flat_ids: Any, profile: 
             fresh = np.full((len(local), n_langs), uniform)
             fresh *= profile[gids[r, nxt[local]]] + weight[local][:, None]
             fresh /= _row_sums(fresh)[:, None]
-            prob[local] = fresh
+            buf[local, 0] = fresh
             nxt[local] += 1
-            iters[local] = 0
+            began[local] = step
             done = fresh.max(axis=1) > threshold
             local = finish(local[done]) if done.any() else local[:0]
+
+    def headroom() -> int:
+        return int((table[2][rows] - nxt).min()) if len(rows) else 0
 
     start(np.arange(n_rows))
     live = trial < _N_TRIAL
     if not live.all():
-        rows, prob, weight, nxt, iters = (x[live] for x in (rows, prob, weight, nxt, iters))
+        rows, buf, weight, nxt, began = (x[live] for x in (rows, buf, weight, nxt, began))
+    room = headroom()
+    oldest = int(began.min()) if len(rows) else 0
     while len(rows):
-        ensure(np.arange(len(rows)), 5)
+        if room < 5:
+            ensure(np.arange(len(rows)), 5)
+            room = headroom()
         factors = profile[table[1][rows[:, None], nxt[:, None] + five]]
-        factors += weight[:, None, None]
-        for k in range(5):
-            prob *= factors[:, k]
+        np.add(factors, weight[:, None, None], out=buf[:, 1:])
+        prob = buf[:, 0]
+        np.multiply.reduce(buf, axis=1, out=prob)
         nxt += 5
-        iters += 5
+        room -= 5
+        step += 1
         prob /= _row_sums(prob)[:, None]
-        done = (prob.max(axis=1) > threshold) | (iters >= limit)
-        if done.any():
+        best = prob.max(axis=1)
+        if best.max() > threshold or step - oldest >= limit_steps:
+            done = (best > threshold) | (step - began >= limit_steps)
             start(finish(np.flatnonzero(done)))
             live = trial[rows] < _N_TRIAL
             if not live.all():
-                rows, prob, weight, nxt, iters = (x[live] for x in (rows, prob, weight, nxt, iters))
+                rows, buf, weight, nxt, began = (x[live] for x in (rows, buf, weight, nxt, began))
+            room = headroom()
+            oldest = int(began.min()) if len(rows) else 0
     return total
 
 

@@ -87,28 +87,37 @@ def score_prompt(prompt: Prompt, response: str | None) -> PromptResult:
 def score_prompts(prompts: Sequence[Prompt], responses: Sequence[str | None]) -> list[PromptResult]:
     """Verdicts for each prompt with its response (None: missing, follows nothing).
 
-    Same verdicts as checking prompt by prompt; the language detections the checkers will ask for are
-    made up front in two batches (strict, then the loose variants of instructions strict missed),
-    because one batched detection costs a fraction of many single ones.
+    Same verdicts as checking prompt by prompt, computed in another order: every language detection
+    the checkers may ask for (each non-empty variant of each response a language checker sees) is
+    made in one batch, which costs a fraction of many single detections, and, where a second core
+    is free, in a forked process while this one checks the instructions that need no language.
     """
-    text.prefetch_languages(
-        q for p, r in zip(prompts, responses) if r is not None and r.strip()
-        for c in p.checkers for q in c.language_queries(r))
-    stricts = [None if r is None else tuple(follows_strict(c, r) for c in p.checkers)
-               for p, r in zip(prompts, responses)]
     variants = [None if r is None else loose_variants(r) for r in responses]
-    text.prefetch_languages(
-        q for p, s, vs in zip(prompts, stricts, variants) if vs is not None
-        for c, ok in zip(p.checkers, s) if not ok  # type: ignore[arg-type]
-        for v in vs if v.strip() for q in c.language_queries(v))
+    queries = [q for p, vs in zip(prompts, variants) if vs is not None
+               for c in p.checkers if c.USES_LANGUAGE for v in vs if v.strip() for q in c.language_queries(v)]
+    verdicts: dict[tuple[int, int], tuple[bool, bool]] = {}
+
+    def check(language: bool) -> None:
+        for index, (p, r, vs) in enumerate(zip(prompts, responses, variants)):
+            if r is None or vs is None:
+                continue
+            for k, c in enumerate(p.checkers):
+                if c.USES_LANGUAGE is language:
+                    strict = follows_strict(c, r)
+                    verdicts[index, k] = (strict, strict or follows_loose(c, vs))
+
+    with text.languages_in_background(queries):
+        check(language=False)
+    check(language=True)
     results = []
-    for p, s, vs in zip(prompts, stricts, variants):
+    for index, (p, r) in enumerate(zip(prompts, responses)):
         n = len(p.checkers)
-        if s is None or vs is None:
+        if r is None:
             results.append(PromptResult(p.key, p.instruction_ids, (False,) * n, (False,) * n, False))
             continue
-        loose = tuple(ok or follows_loose(c, vs) for c, ok in zip(p.checkers, s))
-        results.append(PromptResult(p.key, p.instruction_ids, s, loose, True))
+        pairs = [verdicts[index, k] for k in range(n)]
+        results.append(PromptResult(p.key, p.instruction_ids, tuple(s for s, _ in pairs),
+                                    tuple(lo for _, lo in pairs), True))
     return results
 
 
