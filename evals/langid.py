@@ -11,8 +11,8 @@ the profiles are langdetect's own factory (its language order is part of the ari
 
 from __future__ import annotations
 
+import array
 import collections
-import itertools
 import math
 import random
 import re
@@ -40,8 +40,8 @@ _stream: Any = None
 _matrix: Any = None
 _profile_rows: list[Any] = []
 _gram_ids: dict[str, int] = {}
-_ids_spaced: dict[str, tuple[int, ...]] = {}
-_ids_final: dict[str, tuple[int, ...]] = {}
+_ids_spaced: dict[str, bytes] = {}
+_ids_final: dict[str, bytes] = {}
 
 
 def factory() -> Any:
@@ -111,13 +111,13 @@ def detect_many(texts: Sequence[str]) -> list[str | None]:
     results: list[str | None] = [None] * len(texts)
     rows: list[int] = []
     lengths: list[int] = []
-    flat: list[int] = []
+    chunks: list[bytes] = []
     for index, one in enumerate(texts):
-        before = len(flat)
-        flat.extend(_ngram_ids(_cleaned(one), fac))
-        if len(flat) > before:
+        ids = _ngram_ids(_cleaned(one), fac)
+        if ids:
             rows.append(index)
-            lengths.append(len(flat) - before)
+            lengths.append(len(ids) // 8)
+            chunks.append(ids)
     if not rows:
         return results
     profile = _profile_matrix()
@@ -125,7 +125,7 @@ def detect_many(texts: Sequence[str]) -> list[str | None]:
     counts = np.array(lengths, dtype=np.int64)
     offsets = np.zeros(n_rows, dtype=np.int64)
     np.cumsum(counts[:-1], out=offsets[1:])
-    flat_ids = np.array(flat, dtype=np.int64)
+    flat_ids = np.frombuffer(b"".join(chunks), dtype=np.int64)
     shifts = np.array([32 - int(c).bit_length() for c in counts], dtype=np.uint32)
     total = _run_trials(counts, shifts, offsets, flat_ids, profile)
     best = total.argmax(axis=1)  # langdetect's stable descending sort keeps the first of equal ones
@@ -334,8 +334,8 @@ def _profile_matrix() -> Any:
     return _matrix
 
 
-def _ngram_ids(cleaned: str, fac: Any) -> Any:
-    """Profile row ids of langdetect's n-grams of ``cleaned``, in langdetect's order (an iterator)."""
+def _ngram_ids(cleaned: str, fac: Any) -> bytes:
+    """Profile row ids of langdetect's n-grams of ``cleaned``, in langdetect's order (int64 bytes)."""
     known = fac.word_lang_prob_map
     pieces = cleaned.translate(_normal_table(cleaned)).split(" ")
     last = pieces.pop()
@@ -347,12 +347,12 @@ def _ngram_ids(cleaned: str, fac: Any) -> Any:
     if tail is None:
         tail = _ids_final[last] = _word_ids(last, False, known)
     found.append(tail)
-    return itertools.chain.from_iterable(found)
+    return b"".join(found)
 
 
-def _word_ids(word: str, space_follows: bool, known: Any) -> tuple[int, ...]:
+def _word_ids(word: str, space_follows: bool, known: Any) -> bytes:
     if not word:  # only at either end of the text (spaces are collapsed); langdetect yields nothing
-        return ()
+        return b""
     out = []
     for gram in _word_ngrams(word, space_follows, known):
         gid = _gram_ids.get(gram)
@@ -360,7 +360,7 @@ def _word_ids(word: str, space_follows: bool, known: Any) -> tuple[int, ...]:
             gid = _gram_ids[gram] = len(_profile_rows)
             _profile_rows.append(known[gram])
         out.append(gid)
-    return tuple(out)
+    return array.array("q", out).tobytes()
 
 
 def _cleaned(text: str) -> str:

@@ -9,6 +9,7 @@ has no ``punkt_tab`` of its own, and langdetect's factory is initialised once un
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import functools
 import os
@@ -27,7 +28,7 @@ _WORD_RE = re.compile(r"\w+")
 _PUNKT_FILES = ("abbrev_types.txt", "collocations.tab", "ortho_context.tab", "sent_starters.txt")
 _lock = threading.Lock()
 _sentbreak_decisions: dict[str, bool] = {}
-_WHITESPACE = " \t\n\r\x0b\x0c"  # string.whitespace, as Punkt's _get_last_whitespace_index tests it
+_SPACE_RE = re.compile("[ \t\n\r\x0b\x0c]")  # string.whitespace, as Punkt's _get_last_whitespace_index tests it
 
 
 def cache_root() -> Path:
@@ -135,10 +136,15 @@ def sentences(text: str) -> tuple[str, ...]:
     previous = None
     previous_start = previous_stop = 0
     contexts = []
+    spaces = None
     for match in period_re.finditer(text):
         start = match.start()
-        before = text[previous_stop:start]
-        after_space = max(0, *(before.rfind(char) for char in _WHITESPACE))
+        # Punkt's _get_last_whitespace_index(text[previous_stop:start]): the last of the six ASCII
+        # whitespace characters there, 0 when none (or when it is the first character)
+        if spaces is None:
+            spaces = [m.start() for m in _SPACE_RE.finditer(text)]
+        k = bisect.bisect_left(spaces, start) - 1
+        after_space = spaces[k] - previous_stop if k >= 0 and spaces[k] >= previous_stop else 0
         if after_space:
             after_space += previous_stop + 1
         else:
@@ -203,9 +209,34 @@ def count_sentences(text: str) -> int:
 
 @functools.lru_cache(maxsize=16384)
 def _treebank(sentence: str) -> tuple[str, ...]:
-    from nltk.tokenize import _treebank_word_tokenizer
+    """``NLTKWordTokenizer.tokenize(sentence)`` (word_tokenize's tokenizer, default options).
 
-    return tuple(_treebank_word_tokenizer.tokenize(sentence))
+    Its substitutions, in its order, over the same compiled patterns, called without NLTK's per-call
+    timeout wrapper (which only ever raises).
+    """
+    head, tail = _treebank_steps()
+    for pattern, substitution in head:
+        sentence = pattern.sub(substitution, sentence)
+    sentence = " " + sentence + " "
+    for pattern, substitution in tail:
+        sentence = pattern.sub(substitution, sentence)
+    return tuple(sentence.split())
+
+
+@functools.lru_cache(maxsize=1)
+def _treebank_steps() -> tuple[list[tuple[Any, str]], list[tuple[Any, str]]]:
+    from nltk.tokenize import _treebank_word_tokenizer as tokenizer
+
+    def raw(pattern: Any) -> Any:
+        return getattr(pattern, "_rx", pattern)
+
+    head = [(raw(p), s) for p, s in tokenizer.STARTING_QUOTES] + [(raw(p), s) for p, s in tokenizer.PUNCTUATION]
+    head += [(raw(tokenizer.PARENS_BRACKETS[0]), tokenizer.PARENS_BRACKETS[1]),
+             (raw(tokenizer.DOUBLE_DASHES[0]), tokenizer.DOUBLE_DASHES[1])]
+    tail = [(raw(p), s) for p, s in tokenizer.ENDING_QUOTES]
+    tail += [(raw(p), r" \1 \2 ") for p in tokenizer.CONTRACTIONS2]
+    tail += [(raw(p), r" \1 \2 ") for p in tokenizer.CONTRACTIONS3]
+    return head, tail
 
 
 @functools.lru_cache(maxsize=16384)
