@@ -156,8 +156,8 @@ def _run_trials(counts: Any, shifts: Any, offsets: Any, flat_ids: Any, profile: 
     alpha, width, base = Detector.ALPHA_DEFAULT, Detector.ALPHA_WIDTH, Detector.BASE_FREQ
     threshold = Detector.CONV_THRESHOLD
     limit_steps = Detector.ITERATION_LIMIT // 5  # blocks of five after the first draw
-    spans = np.full(n_rows, 1024)
-    table = list(_accepted(counts, shifts, offsets, flat_ids, 1024))  # each text's draws: positions, ids
+    spans = np.full(n_rows, 1536)
+    table = list(_accepted(counts, shifts, offsets, flat_ids, 1536))  # each text's draws: positions, ids
 
     # per active text: its row, [prob, five factors], weight, next draw (index into its table row), and
     # the step its trial started at
@@ -176,7 +176,7 @@ def _run_trials(counts: Any, shifts: Any, offsets: Any, flat_ids: Any, profile: 
             short = rows[local[nxt[local] + more > table[2][rows[local]]]]
             if not len(short):
                 return
-            spans[short] *= 2
+            spans[short] *= 4
             positions, gids, how_many = _accepted(counts[short], shifts[short], offsets[short], flat_ids,
                                                   int(spans[short].max()))
             if positions.shape[1] > table[0].shape[1]:
