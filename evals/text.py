@@ -9,7 +9,6 @@ has no ``punkt_tab`` of its own, and langdetect's factory is initialised once un
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import functools
 import os
@@ -28,7 +27,7 @@ _WORD_RE = re.compile(r"\w+")
 _PUNKT_FILES = ("abbrev_types.txt", "collocations.tab", "ortho_context.tab", "sent_starters.txt")
 _lock = threading.Lock()
 _sentbreak_decisions: dict[str, bool] = {}
-_SPACE_RE = re.compile("[ \t\n\r\x0b\x0c]")  # string.whitespace, as Punkt's _get_last_whitespace_index tests it
+_WHITESPACE = " \t\n\r\x0b\x0c"  # string.whitespace, as Punkt's _get_last_whitespace_index tests it
 
 
 def cache_root() -> Path:
@@ -142,11 +141,10 @@ def sentences(text: str) -> tuple[str, ...]:
         # Punkt's _get_last_whitespace_index(text[previous_stop:start]): the last of the six ASCII
         # whitespace characters there, 0 when none (or when it is the first character)
         if spaces is None:
-            spaces = [m.start() for m in _SPACE_RE.finditer(text)]
-        k = bisect.bisect_left(spaces, start) - 1
-        after_space = spaces[k] - previous_stop if k >= 0 and spaces[k] >= previous_stop else 0
-        if after_space:
-            after_space += previous_stop + 1
+            spaces = [char for char in _WHITESPACE if char in text]
+        last = max([text.rfind(char, previous_stop, start) for char in spaces], default=-1)
+        if last > previous_stop:
+            after_space = last + 1
         else:
             after_space = previous_start
         if previous is not None and previous_stop <= after_space:
