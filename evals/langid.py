@@ -34,6 +34,8 @@ _N_TRIAL = 7  # Detector.n_trial's default
 _normalised: dict[str, str] = {}
 _normal_ords: dict[int, str] = {}
 _word_memo: dict[tuple[str, bool], tuple[str, ...]] = {}
+_DECIDABLE_AFTER = 4  # k trials can outweigh the 7 - k left only when k > 7 - k
+_MARGIN = 1e-9  # far above the rounding of a few additions of numbers <= 1
 _FAR = 1 << 62  # a stream position past any decoded one (table padding)
 _TWOPI = 2.0 * math.pi  # random.TWOPI
 _stream: Any = None
@@ -189,10 +191,23 @@ def _run_trials(counts: Any, shifts: Any, offsets: Any, flat_ids: Any, profile: 
             table[2][short] = how_many
 
     def finish(local: Any) -> Any:
-        """Close the current trial of texts ``local``; returns those with trials left."""
+        """Close the current trial of texts ``local``; returns those with trials left.
+
+        A text whose answer can no longer change stops early: each remaining trial adds at most 1/7
+        to any language's total and nothing is ever subtracted, so once the leading language is ahead
+        of every other by more than (trials left)/7 (with a margin far above rounding) it is the
+        final argmax, and above the 0.1 threshold; the remaining trials are skipped.
+        """
         r = rows[local]
         total[r] += buf[local, 0] / _N_TRIAL
         trial[r] += 1
+        late = local[trial[r] >= _DECIDABLE_AFTER]
+        if len(late):
+            lr = rows[late]
+            top2 = np.partition(total[lr], -2, axis=1)[:, -2:]
+            left = (_N_TRIAL - trial[lr]) / _N_TRIAL
+            decided = top2[:, 1] - top2[:, 0] > left + _MARGIN
+            trial[lr[decided]] = _N_TRIAL
         return local[trial[r] < _N_TRIAL]
 
     def start(local: Any) -> None:
