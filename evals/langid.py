@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import array
 import collections
+import itertools
 import math
 import random
 import re
@@ -158,8 +159,8 @@ def _run_trials(counts: Any, shifts: Any, offsets: Any, flat_ids: Any, profile: 
     alpha, width, base = Detector.ALPHA_DEFAULT, Detector.ALPHA_WIDTH, Detector.BASE_FREQ
     threshold = Detector.CONV_THRESHOLD
     limit_steps = Detector.ITERATION_LIMIT // 5  # blocks of five after the first draw
-    spans = np.full(n_rows, 1536)
-    table = list(_accepted(counts, shifts, offsets, flat_ids, 1536))  # each text's draws: positions, ids
+    spans = np.full(n_rows, 768)
+    table = list(_accepted(counts, shifts, offsets, flat_ids, 768))  # each text's draws: positions, ids
 
     # per active text: its row, [prob, five factors], weight, next draw (index into its table row), and
     # the step its trial started at
@@ -344,7 +345,10 @@ def _profile_matrix() -> Any:
     import numpy as np
 
     if _matrix is None or len(_matrix) < len(_profile_rows):
-        fresh = np.asarray(_profile_rows[0 if _matrix is None else len(_matrix):], dtype=np.float64)
+        new = _profile_rows[0 if _matrix is None else len(_matrix):]
+        width = len(new[0])
+        fresh = np.fromiter(itertools.chain.from_iterable(new), dtype=np.float64,
+                            count=len(new) * width).reshape(len(new), width)
         _matrix = fresh if _matrix is None else np.concatenate([_matrix, fresh])
     return _matrix
 
