@@ -1,12 +1,21 @@
-"""langdetect's ``detect`` with seed 0, re-computed with numpy for speed, same answer bit for bit.
+"""langdetect's ``detect`` with seed 0, re-computed with numpy for many texts at once, same answers.
 
 The reference spends most of its time in langdetect's probability loop: seven trials, each multiplying
-a 55-entry list of floats by a random n-gram's profile, in pure Python. The loop here draws the same
-random numbers from the same ``random.Random`` seeded with ``DetectorFactory.seed = 0`` and performs
-the same IEEE operations element by element (numpy's elementwise ``*`` and ``/`` round exactly as
-Python's floats do; the normalising sum stays Python's left-to-right ``sum``), so every probability,
-and so every verdict, is identical. Text cleaning and n-gram extraction are langdetect's own code, and
-the profiles are langdetect's own factory (its language order is part of the arithmetic).
+a 55-entry list of floats by a random n-gram's profile, in pure Python, one text at a time. Here:
+
+* the random numbers: langdetect re-seeds a ``random.Random`` with ``DetectorFactory.seed = 0`` for
+  every text, so all texts read one Mersenne-Twister word stream, generated once; ``choice`` and
+  ``gauss`` are decoded from the words exactly as CPython does (``getrandbits`` rejection sampling,
+  53-bit ``random()``, the cached second gauss value);
+* the arithmetic: numpy performs the same IEEE operations element by element in the same order
+  (products as a left fold, the normalising sum left to right as Python's ``sum``), for every text
+  still running at once, so every probability is bit-identical;
+* the work: a text stops once its answer can no longer change (after four or more trials, its leading
+  language is ahead by more than the trials left can add), which cannot alter the answer;
+* text cleaning and n-gram extraction are langdetect's rules, re-expressed with regexes, counts and a
+  per-word memo; the profiles are langdetect's own factory (its language order is part of the maths).
+
+``tests/test_ifeval_fast_paths.py`` compares the answers with langdetect's on thousands of texts.
 """
 
 from __future__ import annotations
@@ -34,7 +43,6 @@ _MAX_TEXT_LENGTH = 10000  # Detector.max_text_length's default
 _N_TRIAL = 7  # Detector.n_trial's default
 _normalised: dict[str, str] = {}
 _normal_ords: dict[int, str] = {}
-_word_memo: dict[tuple[str, bool], tuple[str, ...]] = {}
 _DECIDABLE_AFTER = 4  # k trials can outweigh the 7 - k left only when k > 7 - k
 _MARGIN = 1e-9  # far above the rounding of a few additions of numbers <= 1
 _FAR = 1 << 62  # a stream position past any decoded one (table padding)
@@ -72,7 +80,7 @@ def prepare() -> None:
 def clear_memos() -> None:
     """Forget the per-word and per-n-gram memos (cold-cache benchmarks); the profiles stay loaded."""
     global _matrix
-    for memo in (_word_memo, _normalised, _normal_ords, _gram_ids, _ids_spaced, _ids_final):
+    for memo in (_normalised, _normal_ords, _gram_ids, _ids_spaced, _ids_final):
         memo.clear()
     _profile_rows.clear()
     _matrix = None
@@ -370,15 +378,39 @@ def _ngram_ids(cleaned: str, fac: Any) -> bytes:
 
 
 def _word_ids(word: str, space_follows: bool, known: Any) -> bytes:
+    """Profile row ids of the n-grams langdetect takes from `` word `` (int64 bytes).
+
+    langdetect's ``NGram`` buffer restarts after every space, so a word's n-grams depend only on the
+    word and on whether a space follows it: each position yields its 1-, 2- and 3-gram ending there
+    when the profile knows it, except where it and the previous character are both upper case
+    (langdetect's "capital word" state). Grams the profile lacks are remembered as -1.
+    """
     if not word:  # only at either end of the text (spaces are collapsed); langdetect yields nothing
         return b""
+    padded = " " + word + (" " if space_follows else "")
+    ids = _gram_ids
+    get = ids.get
     out = []
-    for gram in _word_ngrams(word, space_follows, known):
-        gid = _gram_ids.get(gram)
-        if gid is None:
-            gid = _gram_ids[gram] = len(_profile_rows)
-            _profile_rows.append(known[gram])
-        out.append(gid)
+    previous_upper = False  # the leading space
+    for j in range(1, len(padded)):
+        char = padded[j]
+        upper = char.isupper()
+        if upper and previous_upper:
+            continue
+        previous_upper = upper
+        grams = (padded[j - 1:j + 1], padded[j - 2:j + 1]) if j >= 2 else (padded[0:2],)
+        if char != " ":
+            grams = (char,) + grams
+        for gram in grams:
+            gid = get(gram)
+            if gid is None:
+                if gram in known:
+                    gid = ids[gram] = len(_profile_rows)
+                    _profile_rows.append(known[gram])
+                else:
+                    gid = ids[gram] = -1
+            if gid >= 0:
+                out.append(gid)
     return array.array("q", out).tobytes()
 
 
@@ -410,25 +442,6 @@ def _cleaned(text: str) -> str:
     return text
 
 
-def _extract_ngrams(cleaned: str, known: Any) -> list[str]:
-    """langdetect's ``Detector._extract_ngrams``, computed word by word with a memo.
-
-    langdetect's ``NGram`` buffer restarts after every space, so the n-grams a word yields depend only
-    on the word (after per-character normalisation) and on whether a space follows it: within
-    `` word `` each position yields its 1-, 2- and 3-gram ending there when the profile knows it,
-    except where it and the previous character are both upper case (langdetect's "capital word"
-    state). Same n-grams in the same order as langdetect, at dictionary-lookup cost for known words.
-    """
-    normalised = cleaned.translate(_normal_table(cleaned))
-    pieces = normalised.split(" ")
-    last = len(pieces) - 1
-    found: list[str] = []
-    for index, word in enumerate(pieces):
-        if word:
-            found.extend(_word_ngrams(word, index < last, known))
-    return found
-
-
 def _normal_table(textual: str) -> dict[int, str]:
     """``str.translate`` table of ``NGram.normalize`` for the characters of ``textual`` (memoised)."""
     from langdetect.utils.ngram import NGram
@@ -436,23 +449,3 @@ def _normal_table(textual: str) -> dict[int, str]:
     for char in set(textual) - _normalised.keys():
         _normalised[char] = _normal_ords[ord(char)] = NGram.normalize(char)
     return _normal_ords
-
-
-def _word_ngrams(word: str, space_follows: bool, known: Any) -> tuple[str, ...]:
-    key = (word, space_follows)
-    cached = _word_memo.get(key)
-    if cached is None:
-        padded = " " + word + (" " if space_follows else "")
-        out = []
-        for j in range(1, len(padded)):
-            char = padded[j]
-            if char.isupper() and padded[j - 1].isupper():
-                continue
-            if char != " " and char in known:
-                out.append(char)
-            if padded[j - 1:j + 1] in known:
-                out.append(padded[j - 1:j + 1])
-            if j >= 2 and padded[j - 2:j + 1] in known:
-                out.append(padded[j - 2:j + 1])
-        cached = _word_memo[key] = tuple(out)
-    return cached
