@@ -45,6 +45,7 @@ _normalised: dict[str, str] = {}
 _normal_ords: dict[int, str] = {}
 _DECIDABLE_AFTER = 4  # k trials can outweigh the 7 - k left only when k > 7 - k
 _MARGIN = 1e-9  # far above the rounding of a few additions of numbers <= 1
+_FIRST_SPAN = 768  # stream words decoded for every text up front; later windows as each text needs
 _FAR = 1 << 62  # a stream position past any decoded one (table padding)
 _TWOPI = 2.0 * math.pi  # random.TWOPI
 _stream: Any = None
@@ -167,8 +168,9 @@ def _run_trials(counts: Any, shifts: Any, offsets: Any, flat_ids: Any, profile: 
     alpha, width, base = Detector.ALPHA_DEFAULT, Detector.ALPHA_WIDTH, Detector.BASE_FREQ
     threshold = Detector.CONV_THRESHOLD
     limit_steps = Detector.ITERATION_LIMIT // 5  # blocks of five after the first draw
-    spans = np.full(n_rows, 768)
-    table = list(_accepted(counts, shifts, offsets, flat_ids, 768))  # each text's draws: positions, ids
+    # each text's next draws: stream positions, profile ids, how many, the window's first position
+    table = list(_accepted(np.zeros(n_rows, dtype=np.int64), counts, shifts, offsets, flat_ids, _FIRST_SPAN))
+    table.append(np.zeros(n_rows, dtype=np.int64))
 
     # per active text: its row, [prob, five factors], weight, next draw (index into its table row), and
     # the step its trial started at
@@ -182,22 +184,26 @@ def _run_trials(counts: Any, shifts: Any, offsets: Any, flat_ids: Any, profile: 
     step = 0
 
     def ensure(local: Any, more: int) -> None:
-        """Decode a longer stretch of the stream for texts of ``local`` that could run past their table."""
+        """Texts of ``local`` that could run past their window of draws get the next window."""
+        width = table[0].shape[1]
+        span = 2 * width + 64  # at least half of the words are draws: about ``width`` draws
         while True:
-            short = rows[local[nxt[local] + more > table[2][rows[local]]]]
+            short = local[nxt[local] + more > table[2][rows[local]]]
             if not len(short):
                 return
-            spans[short] *= 4
-            positions, gids, how_many = _accepted(counts[short], shifts[short], offsets[short], flat_ids,
-                                                  int(spans[short].max()))
-            if positions.shape[1] > table[0].shape[1]:
-                grow = max(positions.shape[1], 2 * table[0].shape[1]) - table[0].shape[1]
-                table[0] = np.pad(table[0], ((0, 0), (0, grow)), constant_values=_FAR)
-                table[1] = np.pad(table[1], ((0, 0), (0, grow)))
-            table[0][short] = _FAR
-            table[0][short, :positions.shape[1]] = positions
-            table[1][short, :positions.shape[1]] = gids
-            table[2][short] = how_many
+            r = rows[short]
+            q = nxt[short]
+            begin = np.where(q > 0, table[0][r, np.maximum(q - 1, 0)] + 1, table[3][r])
+            positions, gids, how_many = _accepted(begin, counts[r], shifts[r], offsets[r], flat_ids,
+                                                  2 * width + 64)
+            used = min(width, positions.shape[1])
+            table[0][r] = _FAR
+            table[0][r, :used] = positions[:, :used]
+            table[1][r, :used] = gids[:, :used]
+            table[2][r] = np.minimum(how_many, width)
+            table[3][r] = begin
+            nxt[short] = 0
+            span *= 2  # only for a text still short (never seen), so the loop always ends
 
     def finish(local: Any) -> Any:
         """Close the current trial of texts ``local``; returns those with trials left.
@@ -231,7 +237,7 @@ def _run_trials(counts: Any, shifts: Any, offsets: Any, flat_ids: Any, profile: 
                 le, re_ = local[even], r[even]
                 q = nxt[le]
                 # the words follow the trial's last draw (or open the stream); draws skip them
-                at = np.where(q > 0, positions[re_, np.maximum(q - 1, 0)] + 1, 0)
+                at = np.where(q > 0, positions[re_, np.maximum(q - 1, 0)] + 1, table[3][re_])
                 words = _words(int(at.max()) + 4)
                 for k, row, p in zip(even.tolist(), re_.tolist(), at.tolist()):
                     z[k], gauss_next[row] = _gauss_pair(words[p:p + 4].tolist())
@@ -280,8 +286,9 @@ def _run_trials(counts: Any, shifts: Any, offsets: Any, flat_ids: Any, profile: 
     return total
 
 
-def _accepted(counts: Any, shifts: Any, offsets: Any, flat_ids: Any, span: int) -> tuple[Any, Any, Any]:
-    """Each text's ``choice`` draws among the first ``span`` words of the stream.
+def _accepted(begin: Any, counts: Any, shifts: Any, offsets: Any, flat_ids: Any,
+              span: int) -> tuple[Any, Any, Any]:
+    """Each text's ``choice`` draws among the ``span`` words of the stream from its ``begin`` on.
 
     ``random.choice`` of ``count`` items takes ``getrandbits(count.bit_length())``, the top bits of one
     32-bit word, until the value is below ``count``: a word is a draw of a text exactly when its top
@@ -291,7 +298,8 @@ def _accepted(counts: Any, shifts: Any, offsets: Any, flat_ids: Any, span: int) 
     """
     import numpy as np
 
-    values = _words(span)[None, :span] >> shifts[:, None]
+    words = _words(int(begin.max()) + span)
+    values = words[begin[:, None] + np.arange(span)] >> shifts[:, None]
     accepted = values < counts[:, None]
     how_many = accepted.sum(axis=1)
     width = int(how_many.max()) + 8
@@ -300,7 +308,7 @@ def _accepted(counts: Any, shifts: Any, offsets: Any, flat_ids: Any, span: int) 
     np.cumsum(how_many[:-1], out=first[1:])
     rank = np.arange(len(rows)) - first[rows]
     positions = np.full((len(counts), width), _FAR, dtype=np.int64)
-    positions[rows, rank] = cols
+    positions[rows, rank] = begin[rows] + cols
     gids = np.zeros((len(counts), width), dtype=np.int64)
     gids[rows, rank] = flat_ids[offsets[rows] + values[rows, cols]]
     return positions, gids, how_many

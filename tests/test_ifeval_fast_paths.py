@@ -56,6 +56,14 @@ def test_batched_detection_equals_langdetect_on_edge_cases_and_the_sample() -> N
     assert langid.detect_many(texts) == expected
 
 
+def test_batched_detection_with_tiny_stream_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    # every text runs out of decoded draws again and again: the refill path must not change answers
+    texts = EDGE_TEXTS[:12] + _sample_variants()[:40]
+    expected = [langid.reference_detect(t) for t in texts]
+    monkeypatch.setattr(langid, "_FIRST_SPAN", 8)
+    assert langid.detect_many(texts) == expected
+
+
 def test_batched_detection_equals_langdetect_on_real_and_generated_texts() -> None:
     prompts = data.load_prompts(real_data_path())
     rows = _bench_module().synthetic_responses(prompts, seed=1)
