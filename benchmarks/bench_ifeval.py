@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from evals import data, langid, scoring, text
 
@@ -82,13 +83,54 @@ def _clear_memos() -> None:
 
 def time_scoring(prompts: list[data.Prompt], responses: data.Responses, repeats: int) -> list[float]:
     """Wall time of ``scoring.score`` per run, memo caches cleared before each."""
-    times = []
-    for _ in range(repeats):
-        _clear_memos()
-        start = time.perf_counter()
-        scoring.score(prompts, responses)
-        times.append(time.perf_counter() - start)
-    return times
+    return [_timed_ours(prompts, responses)[0] for _ in range(repeats)]
+
+
+def _timed_ours(prompts: list[data.Prompt], responses: data.Responses) -> tuple[float, float]:
+    """(wall, CPU of this process and its children) seconds of one cold ``scoring.score``."""
+    _clear_memos()
+    wall, cpu = time.perf_counter(), _cpu()
+    scoring.score(prompts, responses)
+    return time.perf_counter() - wall, _cpu() - cpu
+
+
+def _cpu() -> float:
+    usage = os.times()
+    return usage.user + usage.system + usage.children_user + usage.children_system
+
+
+def reference_scorer(folder: str) -> Any:
+    """The reference's strict + loose loop over ``ifref`` (google-research's instructions, as shipped
+    in lm-eval 0.4.13's ``lm_eval/tasks/ifeval``, imports renamed ``ifref``) found in ``folder``.
+
+    Never part of the repository: a scratch copy, used only to time the reference in the same session.
+    """
+    sys.path.insert(0, folder)
+    import langdetect
+    from ifref import instructions_registry
+
+    langdetect.DetectorFactory.seed = 0
+
+    def score(rows: list[dict[str, Any]], responses: dict[int, str]) -> None:
+        for row in rows:
+            response = responses[row["key"]]
+            lines = response.split("\n")
+            first = "\n".join(lines[1:]).strip()
+            last = "\n".join(lines[:-1]).strip()
+            both = "\n".join(lines[1:-1]).strip()
+            variants = [response, response.replace("*", ""), first, last, both,
+                        first.replace("*", ""), last.replace("*", ""), both.replace("*", "")]
+            for index, instruction_id in enumerate(row["instruction_id_list"]):
+                instruction = instructions_registry.INSTRUCTION_DICT[instruction_id](instruction_id)
+                kwargs = {k: v for k, v in row["kwargs"][index].items() if v is not None}
+                instruction.build_description(**kwargs)
+                args = instruction.get_instruction_args()
+                if args and "prompt" in args:
+                    instruction.build_description(prompt=row["prompt"])
+                bool(response.strip() and instruction.check_following(response))
+                any(v.strip() and instruction.check_following(v) for v in variants)
+
+    return score
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-synthetic", help="also save the synthetic responses to this JSONL path")
     parser.add_argument("--fork", choices=("auto", "0", "1"), default="auto",
                         help="language detection in a forked child: auto (when a CPU is idle), 0 never, 1 always")
+    parser.add_argument("--reference", metavar="DIR",
+                        help="also time the reference (package ifref in DIR), runs interleaved with ours")
     args = parser.parse_args(argv)
     os.environ["DSA_IFEVAL_FORK"] = args.fork
 
@@ -111,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     init_s = time.perf_counter() - start
     print(f"load {len(prompts)} prompts via datasets: {load_s:.3f} s; one-off init: {init_s:.3f} s; "
           f"fork={args.fork}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    reference = reference_scorer(args.reference) if args.reference else None
+    raw_rows = [json.loads(line) for line in Path(args.data).read_text(encoding="utf-8").splitlines() if line.strip()]
 
     sets = {
         "echo": [{"key": p.key, "response": p.prompt} for p in prompts],
@@ -122,11 +168,28 @@ def main(argv: list[str] | None = None) -> int:
             if name == "synthetic" and args.write_synthetic:
                 Path(args.write_synthetic).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
             responses = data.load_responses(path, prompts)
-            times = time_scoring(prompts, responses, args.repeats)
+            by_key = {int(r["key"]): str(r["response"]) for r in rows}
+            ours, theirs = [], []
+            for _ in range(args.repeats):
+                ours.append(_timed_ours(prompts, responses))
+                if reference is not None:
+                    wall, cpu = time.perf_counter(), _cpu()
+                    reference(raw_rows, by_key)
+                    theirs.append((time.perf_counter() - wall, _cpu() - cpu))
             chars = sum(len(str(r["response"])) for r in rows) / len(rows)
-            print(f"{name:9s} ({chars:6.0f} chars/response): median {statistics.median(times):.3f} s, "
-                  f"min {min(times):.3f} s, max {max(times):.3f} s over {args.repeats} runs")
+            line = f"{name:9s} ({chars:6.0f} chars/response): " + _summary("ours", ours)
+            if theirs:
+                line += "; " + _summary("reference", theirs)
+                line += (f"; speed-up {statistics.median(t[0] for t in theirs) / statistics.median(t[0] for t in ours):.1f}x"
+                         f" wall, {statistics.median(t[1] for t in theirs) / statistics.median(t[1] for t in ours):.1f}x CPU")
+            print(line)
     return 0
+
+
+def _summary(label: str, runs: list[tuple[float, float]]) -> str:
+    walls = [w for w, _ in runs]
+    return (f"{label} median {statistics.median(walls):.3f} s (min {min(walls):.3f}, max {max(walls):.3f}), "
+            f"CPU median {statistics.median(c for _, c in runs):.3f} s over {len(runs)} runs")
 
 
 if __name__ == "__main__":
