@@ -262,25 +262,28 @@ def _run_trials(counts: Any, shifts: Any, offsets: Any, flat_ids: Any, profile: 
         rows, buf, weight, nxt, began = (x[live] for x in (rows, buf, weight, nxt, began))
     room = headroom()
     oldest = int(began.min()) if len(rows) else 0
+    sums = _row_sums if sys.version_info >= (3, 12) else None
+    accumulate = np.add.accumulate
+    rows_column, weight_cube = rows[:, None], weight[:, None, None]  # views, follow in-place updates
     while len(rows):
         if room < 5:
             ensure(np.arange(len(rows)), 5)
             room = headroom()
-        factors = profile[table[1][rows[:, None], nxt[:, None] + five]]
-        np.add(factors, weight[:, None, None], out=buf[:, 1:])
+        factors = profile[table[1][rows_column, nxt[:, None] + five]]
+        np.add(factors, weight_cube, out=buf[:, 1:])
         prob = buf[:, 0]
         np.multiply.reduce(buf, axis=1, out=prob)
         nxt += 5
         room -= 5
         step += 1
-        prob /= _row_sums(prob)[:, None]
-        best = prob.max(axis=1)
-        if best.max() > threshold or step - oldest >= limit_steps:
-            done = (best > threshold) | (step - began >= limit_steps)
+        prob /= (accumulate(prob, axis=1)[:, -1:] if sums is None else sums(prob)[:, None])
+        if prob.max() > threshold or step - oldest >= limit_steps:
+            done = (prob.max(axis=1) > threshold) | (step - began >= limit_steps)
             start(finish(np.flatnonzero(done)))
             live = trial[rows] < _N_TRIAL
             if not live.all():
                 rows, buf, weight, nxt, began = (x[live] for x in (rows, buf, weight, nxt, began))
+                rows_column, weight_cube = rows[:, None], weight[:, None, None]
             room = headroom()
             oldest = int(began.min()) if len(rows) else 0
     return total
