@@ -45,7 +45,7 @@ _normalised: dict[str, str] = {}
 _normal_ords: dict[int, str] = {}
 _DECIDABLE_AFTER = 4  # k trials can outweigh the 7 - k left only when k > 7 - k
 _MARGIN = 1e-9  # far above the rounding of a few additions of numbers <= 1
-_FIRST_SPAN = 768  # stream words decoded for every text up front; later windows as each text needs
+_FIRST_SPAN = 512  # stream words decoded for every text up front; later windows as each text needs
 _FAR = 1 << 62  # a stream position past any decoded one (table padding)
 _TWOPI = 2.0 * math.pi  # random.TWOPI
 _stream: Any = None
@@ -301,8 +301,12 @@ def _accepted(begin: Any, counts: Any, shifts: Any, offsets: Any, flat_ids: Any,
     """
     import numpy as np
 
-    words = _words(int(begin.max()) + span)
-    values = words[begin[:, None] + np.arange(span)] >> shifts[:, None]
+    last = int(begin.max())
+    words = _words(last + span)
+    if last == int(begin.min()):  # every text from the same word (at the start): no gather needed
+        values = words[None, last:last + span] >> shifts[:, None]
+    else:
+        values = words[begin[:, None] + np.arange(span)] >> shifts[:, None]
     accepted = values < counts[:, None]
     how_many = accepted.sum(axis=1)
     width = int(how_many.max()) + 8
