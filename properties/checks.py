@@ -21,6 +21,9 @@ from validation.oracle import Truth, truth
 from validation.seam import CONSUMERS, Observation, StepFn, observe
 
 Check = Callable[[Case, FuzzConfig], Report]
+# Findings built per (verdict, consumer) and example: the rest are only counted. Building one per
+# wrong token was most of a chunked state's cost, and a fuzz summary needs counts and one example.
+FINDINGS_PER_GROUP = 16
 
 
 def run_case(fn: StepFn, case: Case, layers: int) -> Observation:
@@ -34,7 +37,8 @@ def equivalence(case: Case, cfg: FuzzConfig) -> Report:
     """Candidate vs baseline, bit-exact on every layer and consumer, each element triaged by the oracle."""
     base = run_case(cfg.baseline_impl.new(), case, cfg.layers)
     cand = run_case(cfg.candidate_impl.new(), case, cfg.layers)
-    return compare.triage(case.state, base, cand, cfg.baseline, cfg.candidate, cfg.layers)
+    return compare.triage(case.state, base, cand, cfg.baseline, cfg.candidate, cfg.layers,
+                          max_per_group=FINDINGS_PER_GROUP)
 
 
 def truth_check(case: Case, cfg: FuzzConfig) -> Report:
@@ -46,7 +50,8 @@ def truth_check(case: Case, cfg: FuzzConfig) -> Report:
         report.counts[OK] += len(expected.tokens) * (1 + 2 * cfg.layers)
         return report
     base = run_case(cfg.baseline_impl.new(), case, cfg.layers)
-    return compare.triage(case.state, base, cand, cfg.baseline, cfg.candidate, cfg.layers, expected)
+    return compare.triage(case.state, base, cand, cfg.baseline, cfg.candidate, cfg.layers, expected,
+                          max_per_group=FINDINGS_PER_GROUP)
 
 
 def _matches(obs: Observation, expected: Truth, layers: int) -> bool:

@@ -103,12 +103,19 @@ class Collector:
         self.reached.update(case.tags)
         this_size = size(case)
         touched: set[tuple[str, str]] = set()
+        last_scenario: dict[tuple[str, str], str] = {}
         for finding in report.findings:
             key = (finding.verdict, scenario_of(finding, case))
             group = self.groups.get(key) or self.groups.setdefault(key, Group(*key))
             group.count += 1
             group.consumers[finding.consumer] += 1
             touched.add(key)
+            last_scenario[(finding.verdict, finding.consumer)] = key[1]
+        for (verdict, consumer), more in report.elided.items():
+            # Elided findings are counted with the scenario of the last built one of their kind.
+            group = self.groups[(verdict, last_scenario[(verdict, consumer)])]
+            group.count += more
+            group.consumers[consumer] += more
         for key in touched:
             group = self.groups[key]
             group.properties.add(name)

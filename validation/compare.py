@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -37,7 +37,7 @@ def classify(baseline_ok: bool, candidate_ok: bool, equal: bool) -> str:
     return SHARED_BUG
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Finding:
     """One non-OK verdict on one element (folded over the layers where it repeats)."""
 
@@ -75,7 +75,8 @@ class Finding:
         return f"{self.verdict:<10} {where}: {sides} [{right}{note}]"
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()}
 
 
 @dataclass
@@ -88,6 +89,9 @@ class Report:
     num_layers: int
     findings: list[Finding] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
+    # (verdict, consumer) -> findings not materialised past ``max_per_group`` (fuzzing needs counts, not lines)
+    elided: Counter = field(default_factory=Counter)
+    max_per_group: int | None = None
 
     @property
     def verdicts(self) -> set[str]:
@@ -116,8 +120,9 @@ class Report:
                 if v != verdict:
                     continue
                 lines.extend("  " + f.line(self.num_layers) for f in items[:max_lines_per_group])
-                if len(items) > max_lines_per_group:
-                    lines.append(f"  ... and {len(items) - max_lines_per_group} more {verdict} findings on {consumer}")
+                more = len(items) - min(len(items), max_lines_per_group) + self.elided[(verdict, consumer)]
+                if more:
+                    lines.append(f"  ... and {more} more {verdict} findings on {consumer}")
         return "\n".join(lines)
 
     def to_dict(self, max_findings: int = 2000) -> dict[str, Any]:
@@ -128,7 +133,7 @@ class Report:
             "num_layers": self.num_layers,
             "counts": {v: self.counts[v] for v in VERDICTS},
             "findings": [f.to_dict() for f in self.findings[:max_findings]],
-            "findings_total": len(self.findings),
+            "findings_total": len(self.findings) + sum(self.elided.values()),
         }
 
 
@@ -146,15 +151,17 @@ def compare_state(state: BatchState, baseline: Implementation, candidate: Implem
 
 
 def triage(state: BatchState, base: Observation, cand: Observation, baseline_name: str, candidate_name: str,
-           num_layers: int, expected: Truth | None = None) -> Report:
-    """Triage two observations of ``state``; ``expected`` defaults to the oracle's truth."""
-    report = Report(state, baseline_name, candidate_name, num_layers)
+           num_layers: int, expected: Truth | None = None, max_per_group: int | None = None) -> Report:
+    """Triage two observations of ``state``; ``expected`` defaults to the oracle's truth. With
+    ``max_per_group``, at most that many findings per (verdict, consumer) are built; the rest are
+    counted in ``Report.elided`` (every element is still counted in ``Report.counts``)."""
+    report = Report(state, baseline_name, candidate_name, num_layers, max_per_group=max_per_group)
     expected = expected or truth(state)
     _triage_failures(report, base, cand)
     _triage_hazards(report, base, cand)
     if cand.error is None:
-        _triage_positions(report, expected, base, cand)
-        _triage_slots(report, expected, base, cand)
+        shared_position = _triage_positions(report, expected, base, cand)
+        _triage_slots(report, expected, base, cand, shared_position)
     if base.error is not None:
         # The launch finding already says the baseline failed; per-element FIXes would only repeat it.
         report.findings = [f for f in report.findings if f.verdict != FIX or f.consumer == "launch"]
@@ -184,32 +191,40 @@ def _triage_hazards(report: Report, base: Observation, cand: Observation) -> Non
             baseline_right=hazard not in base.hazards))
 
 
-def _triage_positions(report: Report, expected: Truth, base: Observation, cand: Observation) -> None:
+def _triage_positions(report: Report, expected: Truth, base: Observation, cand: Observation) -> np.ndarray:
+    """Triage the positions; return which real tokens both sides place at the same wrong position."""
     n = expected.num_tokens
-    truth_pos = np.asarray(expected.positions, dtype=np.int64).reshape(n)
+    truth_pos = np.asarray(expected.positions, dtype=np.int64).reshape(1, n)
     _triage_dtype(report, "position_ids", base.position_ids, cand.position_ids, POSITION_DTYPES)
-    b_val, b_has = _values(base.position_ids, n)
-    c_val, c_has = _values(cand.position_ids, n)
+    b_val, b_has = _values([base.position_ids], n)
+    c_val, c_has = _values([cand.position_ids], n)
     b_ok, c_ok = b_has & (b_val == truth_pos), c_has & (c_val == truth_pos)
-    _collect(report, "position_ids", None, expected, truth_pos, np.zeros(n, bool), b_val, b_has, b_ok, c_val, c_has, c_ok)
+    codes = _codes(np.zeros(n, bool), b_val, b_has, b_ok, c_val, c_has, c_ok)
+    _emit(report, "position_ids", expected, truth_pos[0], np.zeros(n, bool), codes, b_val, b_has, b_ok, c_val, c_has,
+          c_ok, per_layer=False)
+    return (codes[0] == 3)
 
 
-def _triage_slots(report: Report, expected: Truth, base: Observation, cand: Observation) -> None:
-    m = len(expected.tokens)
+def _triage_slots(report: Report, expected: Truth, base: Observation, cand: Observation, shared_position: np.ndarray) -> None:
+    m, n, layers = len(expected.tokens), expected.num_tokens, report.num_layers
     truth_slot = np.asarray(expected.slots, dtype=np.int64).reshape(m)
-    padding = np.arange(m) >= expected.num_tokens
-    for layer in range(report.num_layers):
-        for consumer in CONSUMERS:
-            b_arr = base.layers[layer][consumer] if layer < len(base.layers) else None
-            c_arr = cand.layers[layer][consumer] if layer < len(cand.layers) else None
-            if layer == 0:
-                _triage_dtype(report, consumer, b_arr, c_arr, (SLOT_DTYPE,))
-            b_val, b_has = _values(b_arr, m)
-            c_val, c_has = _values(c_arr, m)
-            b_ok = b_has & np.where(padding, b_val < 0, b_val == truth_slot)
-            c_ok = c_has & np.where(padding, c_val < 0, c_val == truth_slot)
-            _collect(report, consumer, layer, expected, truth_slot, padding, b_val, b_has, b_ok, c_val, c_has, c_ok)
-    _fold_layers(report)
+    padding = np.arange(m) >= n
+    # A real token both sides put at the same wrong position: their slots differ only downstream of
+    # that shared bug (e.g. one side also uses another block size), so it is not a new regression.
+    follows = np.zeros(m, bool)
+    follows[:n] = shared_position
+    for consumer in CONSUMERS:
+        b_arrs = [base.layers[i][consumer] if i < len(base.layers) else None for i in range(layers)]
+        c_arrs = [cand.layers[i][consumer] if i < len(cand.layers) else None for i in range(layers)]
+        _triage_dtype(report, consumer, b_arrs[0], c_arrs[0], (SLOT_DTYPE,))
+        b_val, b_has = _values(b_arrs, m)
+        c_val, c_has = _values(c_arrs, m)
+        b_ok = b_has & np.where(padding, b_val < 0, b_val == truth_slot)
+        c_ok = c_has & np.where(padding, c_val < 0, c_val == truth_slot)
+        codes = _codes(padding, b_val, b_has, b_ok, c_val, c_has, c_ok)
+        codes[(codes == 2) & ~b_ok & follows] = 3
+        _emit(report, consumer, expected, truth_slot, padding, codes, b_val, b_has, b_ok, c_val, c_has, c_ok,
+              per_layer=True)
 
 
 def _triage_dtype(report: Report, consumer: str, b_arr: np.ndarray | None, c_arr: np.ndarray | None,
@@ -226,43 +241,65 @@ def _triage_dtype(report: Report, consumer: str, b_arr: np.ndarray | None, c_arr
                                        baseline_right=b_dt in allowed))
 
 
-def _values(arr: np.ndarray | None, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Element values as int64 over ``length`` rows, and which rows the array actually has."""
-    out = np.zeros(length, dtype=np.int64)
-    has = np.zeros(length, dtype=bool)
-    if arr is not None and arr.ndim == 1 and np.issubdtype(arr.dtype, np.integer):
-        k = min(length, arr.shape[0])
-        out[:k] = arr[:k].astype(np.int64)
-        has[:k] = True
+def _values(arrs: list[np.ndarray | None], length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Element values as int64, one row per array over ``length`` columns, and which cells each array has."""
+    out = np.zeros((len(arrs), length), dtype=np.int64)
+    has = np.zeros((len(arrs), length), dtype=bool)
+    for row, arr in enumerate(arrs):
+        if arr is not None and arr.ndim == 1 and np.issubdtype(arr.dtype, np.integer):
+            k = min(length, arr.shape[0])
+            out[row, :k] = arr[:k]
+            has[row, :k] = True
     return out, has
 
 
-def _collect(report: Report, consumer: str, layer: int | None, expected: Truth, truth_vals: np.ndarray,
-             padding: np.ndarray, b_val: np.ndarray, b_has: np.ndarray, b_ok: np.ndarray,
-             c_val: np.ndarray, c_has: np.ndarray, c_ok: np.ndarray) -> None:
+CODE_NAMES = (OK, FIX, REGRESSION, SHARED_BUG)
+
+
+def _codes(padding: np.ndarray, b_val: np.ndarray, b_has: np.ndarray, b_ok: np.ndarray,
+           c_val: np.ndarray, c_has: np.ndarray, c_ok: np.ndarray) -> np.ndarray:
+    """``classify`` over whole arrays: 0 OK, 1 FIX, 2 REGRESSION, 3 SHARED-BUG."""
     # On a padding row any negative slot is right, so the garbage two wrong sides write there is
     # incidental: both breaking the contract is one shared bug, not "wrong differently".
     equal = ((b_has == c_has) & (~b_has | (b_val == c_val))) | (padding & b_has & c_has)
-    verdict = np.where(c_ok, np.where(b_ok, 0, 1), np.where(b_ok | ~equal, 2, 3))  # OK FIX REGRESSION SHARED
-    names = (OK, FIX, REGRESSION, SHARED_BUG)
-    for code, name in enumerate(names):
-        report.counts[name] += int((verdict == code).sum())
-    for token in np.flatnonzero(verdict != 0):
+    return np.where(c_ok, np.where(b_ok, 0, 1), np.where(b_ok | ~equal, 2, 3))
+
+
+def _emit(report: Report, consumer: str, expected: Truth, truth_vals: np.ndarray, padding: np.ndarray,
+          codes: np.ndarray, b_val: np.ndarray, b_has: np.ndarray, b_ok: np.ndarray, c_val: np.ndarray,
+          c_has: np.ndarray, c_ok: np.ndarray, *, per_layer: bool) -> None:
+    """Count every element's verdict; one finding per non-OK token, folded over the layers that agree."""
+    for code, name in enumerate(CODE_NAMES):
+        report.counts[name] += int((codes == code).sum())
+    layers, cap = codes.shape[0], report.max_per_group
+    built: Counter = Counter()
+    same = ((codes == codes[0]).all(0) & (b_val == b_val[0]).all(0) & (c_val == c_val[0]).all(0)
+            & (b_has == b_has[0]).all(0) & (c_has == c_has[0]).all(0))
+    for token in np.flatnonzero((codes != 0).any(0)):
+        rows = [0] if same[token] else [i for i in range(layers) if codes[i, token] != 0]
         t = expected.tokens[token]
-        report.findings.append(Finding(
-            names[verdict[token]], consumer,
-            baseline=int(b_val[token]) if b_has[token] else MISSING,
-            candidate=int(c_val[token]) if c_has[token] else MISSING,
-            oracle="<0" if padding[token] else int(truth_vals[token]),
-            token=int(token), request=t.request, position=t.position, logical_block=t.logical_block,
-            layers=() if layer is None else (layer,),
-            note=_explain(int(truth_vals[token]), bool(padding[token]), b_ok[token], c_ok[token],
-                          int(c_val[token]), bool(c_has[token]), consumer),
-            baseline_right=bool(b_ok[token]),
-        ))
+        for i in rows:
+            verdict = CODE_NAMES[codes[i, token]]
+            if cap is not None and built[verdict] >= cap:
+                report.elided[(verdict, consumer)] += 1
+                continue
+            built[verdict] += 1
+            shown = tuple(range(layers)) if same[token] else (i,)
+            report.findings.append(Finding(
+                verdict, consumer,
+                baseline=int(b_val[i, token]) if b_has[i, token] else MISSING,
+                candidate=int(c_val[i, token]) if c_has[i, token] else MISSING,
+                oracle="<0" if padding[token] else int(truth_vals[token]),
+                token=int(token), request=t.request, position=t.position, logical_block=t.logical_block,
+                layers=shown if per_layer else (),
+                note=_explain(int(truth_vals[token]), bool(padding[token]), bool(c_ok[i, token]), int(c_val[i, token]),
+                              bool(c_has[i, token]), consumer, verdict, bool(b_ok[i, token])),
+                baseline_right=bool(b_ok[i, token]),
+            ))
 
 
-def _explain(truth_val: int, padding: bool, b_ok: bool, c_ok: bool, c_val: int, c_has: bool, consumer: str) -> str:
+def _explain(truth_val: int, padding: bool, c_ok: bool, c_val: int, c_has: bool, consumer: str, verdict: str,
+             b_ok: bool) -> str:
     """A short cause where one can be named without recomputing the formula."""
     if not c_has:
         return "candidate array too short: the consumer reads past it"
@@ -272,30 +309,13 @@ def _explain(truth_val: int, padding: bool, b_ok: bool, c_ok: bool, c_val: int, 
         return "int32 overflow of block_id * block_size"
     if not padding and not c_ok and c_val < 0 <= truth_val:
         return "a negative slot for a real token: its KV is silently dropped"
+    if verdict == SHARED_BUG and consumer in CONSUMERS and not b_ok:
+        return "follows from the position both sides got wrong"
     return ""
 
 
 def _wrap_int32(x: int) -> int:
     return (x + 2**31) % 2**32 - 2**31
-
-
-def _fold_layers(report: Report) -> None:
-    """Merge slot findings that differ only in their layer into one finding listing the layers."""
-    folded: dict[tuple, Finding] = {}
-    kept: list[Finding] = []
-    for f in report.findings:
-        if f.consumer not in CONSUMERS:
-            kept.append(f)
-            continue
-        key = (f.verdict, f.consumer, f.token, f.baseline, f.candidate)
-        if key in folded:
-            prev = folded[key]
-            folded[key] = Finding(**{**prev.__dict__, "layers": prev.layers + f.layers})
-        else:
-            folded[key] = f
-            kept.append(f)
-    report.findings = [folded.get((f.verdict, f.consumer, f.token, f.baseline, f.candidate), f)
-                       if f.consumer in CONSUMERS else f for f in kept]
 
 
 def _ranges(layers: tuple[int, ...]) -> str:
