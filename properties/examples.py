@@ -11,6 +11,12 @@ from properties.strategies import Case
 
 _BIG = 2**31 // 64  # 33,554,432: the first block id whose slots overflow int32 at block size 64
 
+def _decodes(n: int) -> dict:
+    """``n`` decoding requests, one token each, one block each: every request index carries a token."""
+    return {"block_size": 64, "seq_lens_encoder": [0] * n, "seq_lens_decoder": [5] * n, "seq_lens_this_time": [1] * n,
+            "block_tables": [[i] for i in range(n)]}
+
+
 BUG_CLASSES: dict[str, dict] = {
     "1 chunked prefill continuation": {
         "block_size": 64, "seq_lens_encoder": [4, 0], "seq_lens_decoder": [62, 9], "seq_lens_this_time": [4, 1],
@@ -33,6 +39,8 @@ BUG_CLASSES: dict[str, dict] = {
     "5 empty batch": {
         "block_size": 64, "seq_lens_encoder": [0], "seq_lens_decoder": [0], "seq_lens_this_time": [0],
         "block_tables": [[-1]], "padded_num_tokens": 1},
+    "5 batch past 256 requests": _decodes(300),
+    "5 batch past the 1024-thread launch": _decodes(1100),
     "6 int32 overflow": {
         "block_size": 64, "seq_lens_encoder": [0], "seq_lens_decoder": [5], "seq_lens_this_time": [1],
         "block_tables": [[_BIG]]},

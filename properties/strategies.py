@@ -29,7 +29,10 @@ BUDGETS = (128, 16, 32, 64, 256, 1024)
 
 # Batch-size tiers drawn from a 0..31 dial: mostly a few requests, sometimes dozens, rarely past the
 # one-block launch limit (cheap to make, but each is a 1000-row table).
-BATCH_TIERS = ((0, 22, 1, 8), (23, 30, 9, 96), (31, 31, LAUNCH_LIMIT + 1, LAUNCH_LIMIT + 64))
+# Large batches get a decode-sized budget (two tokens a request), or the scheduler would fill its
+# budget from the first slots and requests past index 255 (or 1023) would never carry a token.
+BATCH_TIERS = ((0, 21, 1, 8), (22, 28, 9, 96), (29, 30, 97, LAUNCH_LIMIT), (31, 31, LAUNCH_LIMIT + 1, LAUNCH_LIMIT + 64))
+LARGE_BATCH = 96
 # Context tiers from a 0..9 dial: short most often, up to DeepSeek-V3.2's maximum rarely.
 CONTEXT_TIERS = ((0, 6, 160), (7, 8, 8192), (9, 9, MAX_MODEL_LEN))
 # Phase mixes: how often each slot is in each phase (order of ``PHASES``).
@@ -110,7 +113,7 @@ def cases(draw: st.DrawFn, block_sizes: Sequence[int] = DEFAULT_BLOCK_SIZES) -> 
     ctx_cap = _dial(draw, CONTEXT_TIERS, MAX_MODEL_LEN, cap=max_ctx)
     knobs = {
         "mix": draw(st.sampled_from(tuple(MIXES))),
-        "budget": draw(st.sampled_from(BUDGETS)),
+        "budget": max(draw(st.sampled_from(BUDGETS)), 2 * bsz if bsz > LARGE_BATCH else 0),
         "padding": draw(st.sampled_from(PADDINGS)),
         "overlap_extra": draw(st.integers(1, MAX_OVERLAP)),
         "huge_ids": draw(st.integers(0, 15)) == 15,
