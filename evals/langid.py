@@ -151,11 +151,13 @@ def detect_many(texts: Sequence[str]) -> list[str | None]:
 def _run_trials(counts: Any, shifts: Any, offsets: Any, flat_ids: Any, profile: Any) -> Any:
     """All seven trials of every text; returns langdetect's ``langprob`` per text (rows).
 
-    Texts advance in lock step, five draws then a normalisation (langdetect normalises and tests
-    convergence at draws 1, 6, 11, ...); a text whose trial converges starts its next trial at once
-    (gauss weight, first draw, normalisation), which keeps it in step with the others. Each text's
-    own sequence of operations is exactly langdetect's: the five products are one ``multiply.reduce``
-    over [prob, f1, ..., f5], a left fold, element by element.
+    Texts advance in lock step, two blocks per numpy step, each block five draws then a normalisation
+    (langdetect normalises and tests convergence at draws 1, 6, 11, ...). A text whose trial ends after
+    a step's first block keeps that block's probabilities and gives back the second block's draws;
+    either way it starts its next trial at the end of the step (gauss weight, first draw,
+    normalisation), which keeps it in step with the others. Each text's own sequence of operations is
+    exactly langdetect's: a block's five products are one ``multiply.reduce`` over
+    [prob, f1, ..., f5], a left fold, element by element.
     """
     import numpy as np
     from langdetect.detector import Detector
@@ -172,15 +174,15 @@ def _run_trials(counts: Any, shifts: Any, offsets: Any, flat_ids: Any, profile: 
     table = list(_accepted(np.zeros(n_rows, dtype=np.int64), counts, shifts, offsets, flat_ids, _FIRST_SPAN))
     table.append(np.zeros(n_rows, dtype=np.int64))
 
-    # per active text: its row, [prob, five factors], weight, next draw (index into its table row), and
-    # the step its trial started at
+    # per active text: its row, [prob, ten factors], weight, next draw (index into its table row), and
+    # the block its trial started at
     rows = np.arange(n_rows)
-    buf = np.empty((n_rows, 6, n_langs))
+    buf = np.empty((n_rows, 11, n_langs))
     weight = np.empty(n_rows)
     nxt = np.zeros(n_rows, dtype=np.int64)
     began = np.zeros(n_rows, dtype=np.int64)
     four = np.arange(4)
-    five = np.arange(5)
+    ten = np.arange(10)
     step = 0
 
     def ensure(local: Any, more: int) -> None:
@@ -266,19 +268,30 @@ def _run_trials(counts: Any, shifts: Any, offsets: Any, flat_ids: Any, profile: 
     accumulate = np.add.accumulate
     rows_column, weight_cube = rows[:, None], weight[:, None, None]  # views, follow in-place updates
     while len(rows):
-        if room < 5:
-            ensure(np.arange(len(rows)), 5)
+        if room < 10:
+            ensure(np.arange(len(rows)), 10)
             room = headroom()
-        factors = profile[table[1][rows_column, nxt[:, None] + five]]
+        factors = profile[table[1][rows_column, nxt[:, None] + ten]]
         np.add(factors, weight_cube, out=buf[:, 1:])
+        first = np.multiply.reduce(buf[:, :6], axis=1)
+        first /= (accumulate(first, axis=1)[:, -1:] if sums is None else sums(first)[:, None])
+        buf[:, 5] = first
         prob = buf[:, 0]
-        np.multiply.reduce(buf, axis=1, out=prob)
-        nxt += 5
-        room -= 5
-        step += 1
+        np.multiply.reduce(buf[:, 5:], axis=1, out=prob)
         prob /= (accumulate(prob, axis=1)[:, -1:] if sums is None else sums(prob)[:, None])
-        if prob.max() > threshold or step - oldest >= limit_steps:
-            done = (prob.max(axis=1) > threshold) | (step - began >= limit_steps)
+        nxt += 10
+        room -= 10
+        step += 2
+        early = first.max() > threshold or step - 1 - oldest >= limit_steps
+        if early or prob.max() > threshold or step - oldest >= limit_steps:
+            if early:
+                done_first = (first.max(axis=1) > threshold) | (step - 1 - began >= limit_steps)
+                back = np.flatnonzero(done_first)
+                buf[back, 0] = first[back]  # its trial ended after the first block: undo the second
+                nxt[back] -= 5
+            else:
+                done_first = np.zeros(len(rows), dtype=bool)
+            done = done_first | (prob.max(axis=1) > threshold) | (step - began >= limit_steps)
             start(finish(np.flatnonzero(done)))
             live = trial[rows] < _N_TRIAL
             if not live.all():
