@@ -237,19 +237,57 @@ def _treebank_steps() -> tuple[list[tuple[Any, str]], list[tuple[Any, str]]]:
     return head, tail
 
 
+# A whitespace chunk of ASCII letters with only brackets and quotes before and only sentence
+# punctuation, closing brackets and quotes after: Treebank's rules split such a chunk at its punctuation
+# (or leave a final period attached), never inside the letters except for the contractions below, and
+# its punctuation is uncased, so the chunk holds exactly one upper-case token when its letters are all
+# capitals and none otherwise.
+_SIMPLE_CHUNK = re.compile(r'[(\[{<"]*([A-Za-z]+)[.,;:!?)\]}>"]*')
+_SPLIT_WORDS = frozenset({"cannot", "gimme", "gonna", "gotta", "lemme", "wanna"})  # CONTRACTIONS2
+
+
+def _simple_capitals(words: str) -> int | None:
+    """Upper-case Treebank tokens of ``words`` when every chunk holding a capital is simple, else None."""
+    count = 0
+    for chunk in words.split():
+        simple = _SIMPLE_CHUNK.fullmatch(chunk)
+        if simple is not None:
+            letters = simple.group(1)
+            if not letters.islower():
+                if letters.lower() in _SPLIT_WORDS:
+                    return None
+                count += letters.isupper()
+        elif any(map(str.isupper, chunk)):
+            return None
+    return count
+
+
 @functools.lru_cache(maxsize=16384)
 def _sentence_capitals(sentence: str) -> int:
     # A token is upper case only if it holds an upper-case character, and Treebank's tokens take
     # their characters from the sentence (its rewrites touch quotes and spacing only), so a sentence
-    # without one has none and need not be tokenised.
+    # without one has none and need not be tokenised; nor need one whose capitals are all in simple
+    # chunks.
     if not any(map(str.isupper, sentence)):
         return 0
+    simple = _simple_capitals(sentence)
+    if simple is not None:
+        return simple
     return sum(1 for token in _treebank(sentence) if token.isupper())
 
 
 @functools.lru_cache(maxsize=4096)
 def count_capital_words(text: str) -> int:
-    """How many of ``nltk.word_tokenize(text)``'s tokens are upper case (``str.isupper``)."""
+    """How many of ``nltk.word_tokenize(text)``'s tokens are upper case (``str.isupper``).
+
+    When every chunk of the text that holds a capital is simple (see ``_SIMPLE_CHUNK``) the count
+    needs no sentence splitting either: Punkt only breaks a text at whitespace or right after sentence
+    punctuation, so a simple chunk's letters stay in one sentence and the per-sentence counts add up
+    to the per-chunk count.
+    """
+    simple = _simple_capitals(text)
+    if simple is not None:
+        return simple
     return sum(_sentence_capitals(sentence) for sentence in sentences(text))
 
 

@@ -89,8 +89,13 @@ def test_capital_words_equal_word_tokenize_count() -> None:
 
     rnd = random.Random(3)
     texts = EDGE_TEXTS + _sample_variants() + [t.upper() for t in _sample_variants()]
-    texts += [" ".join(rnd.choice(PUNKT_PIECES + ["CANNOT", "GONNA", "'TIS", "Don't", "DON'T", "x-RAY"])
-                       for _ in range(rnd.randint(1, 14))) for _ in range(1000)]
+    chunks = PUNKT_PIECES + ["CANNOT", "GONNA", "'TIS", "Don't", "DON'T", "x-RAY", "CanNOT", "wAnna", "gOTTA",
+                             "lemme.", '"WOW!"', "(NASA)", "<TAG>", "U.S.A.", "OK,", "OK:", "YES;", "HI...",
+                             "Hi!?", "ÉCOLE", "ǅemal", "Ⅻ", "ABC123", "A_B", "{X}", "[Y].", "Z?!", "'Q'", "Mr.",
+                             "WORD.)", "(WHY?)", '"END."', "I", "a", "HELLO", "World", "\n\n", "--", "A--B"]
+    for n in (1000, 1000):
+        texts += [" ".join(rnd.choice(chunks) for _ in range(rnd.randint(1, 14))) for _ in range(n)]
+        texts += ["".join(rnd.choice(chunks) for _ in range(rnd.randint(1, 6))) for _ in range(n // 4)]
     for t in texts:
         text.ensure_punkt()
         assert text.count_capital_words(t) == sum(1 for tok in word_tokenize(t) if tok.isupper()), t
