@@ -121,19 +121,27 @@ def detect_many(texts: Sequence[str]) -> list[str | None]:
 
     fac = factory()
     results: list[str | None] = [None] * len(texts)
-    rows: list[int] = []
+    # langdetect's answer depends on the text only through its n-gram sequence: texts with the same
+    # sequence (loose variants often differ only in characters that yield no n-gram) are detected once
+    row_of: dict[bytes, int] = {}
+    members: list[list[int]] = []
     lengths: list[int] = []
     chunks: list[bytes] = []
     for index, one in enumerate(texts):
         ids = _ngram_ids(_cleaned(one), fac)
-        if ids:
-            rows.append(index)
+        if not ids:
+            continue
+        row = row_of.get(ids)
+        if row is None:
+            row = row_of[ids] = len(chunks)
+            members.append([])
             lengths.append(len(ids) // 8)
             chunks.append(ids)
-    if not rows:
+        members[row].append(index)
+    if not chunks:
         return results
     profile = _profile_matrix()
-    n_rows, n_langs = len(rows), profile.shape[1]
+    n_rows = len(chunks)
     counts = np.array(lengths, dtype=np.int64)
     offsets = np.zeros(n_rows, dtype=np.int64)
     np.cumsum(counts[:-1], out=offsets[1:])
@@ -143,8 +151,10 @@ def detect_many(texts: Sequence[str]) -> list[str | None]:
     best = total.argmax(axis=1)  # langdetect's stable descending sort keeps the first of equal ones
     top = total[np.arange(n_rows), best]
     langs = fac.langlist
-    for r, index in enumerate(rows):
-        results[index] = str(langs[int(best[r])]) if top[r] > Detector.PROB_THRESHOLD else str(Detector.UNKNOWN_LANG)
+    for r, indices in enumerate(members):
+        answer = str(langs[int(best[r])]) if top[r] > Detector.PROB_THRESHOLD else str(Detector.UNKNOWN_LANG)
+        for index in indices:
+            results[index] = answer
     return results
 
 
