@@ -209,6 +209,8 @@ class NumberOfSentences(Checker):
         return f"Write {self.relation} {self.threshold} sentences."
 
     def check(self, response: str) -> bool:
+        if text.max_sentences(response) < self.threshold:  # decided without splitting
+            return self.relation == LESS_THAN
         return _compare(text.count_sentences(response), self.relation, self.threshold)
 
 

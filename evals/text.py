@@ -200,6 +200,14 @@ def _punkt_parts() -> tuple[Any, Any, Any]:
 
 
 @functools.lru_cache(maxsize=4096)
+def max_sentences(text: str) -> int:
+    """An upper bound of ``count_sentences(text)``: Punkt breaks only at candidate contexts (matches of
+    its period-context pattern, each giving at most one break), and realignment never adds a sentence."""
+    period_re = _punkt_parts()[0]
+    return 1 + sum(1 for _ in period_re.finditer(text))
+
+
+@functools.lru_cache(maxsize=4096)
 def count_sentences(text: str) -> int:
     """Sentences by NLTK's English Punkt model, as the reference counts them."""
     return len(sentences(text))
@@ -397,7 +405,7 @@ def clear_memos() -> None:
     """Forget every per-text result (for cold-cache benchmarks); loaded models and profiles stay."""
     from evals import langid
 
-    for fn in (count_words, sentences, count_sentences, _treebank, word_tokens, detect_language,
+    for fn in (count_words, sentences, count_sentences, max_sentences, _treebank, word_tokens, detect_language,
                _sentence_capitals, count_capital_words):
         fn.cache_clear()
     _sentbreak_decisions.clear()

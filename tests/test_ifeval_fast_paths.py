@@ -82,6 +82,7 @@ def test_sentences_equal_nltk_punkt() -> None:
     texts += ["".join(rnd.choice(PUNKT_PIECES) for _ in range(rnd.randint(1, 14))) for _ in range(1000)]
     for t in texts:
         assert list(text.sentences(t)) == text.reference_sentences(t), t
+        assert text.count_sentences(t) <= text.max_sentences(t), t
 
 
 def test_capital_words_equal_word_tokenize_count() -> None:
