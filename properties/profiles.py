@@ -25,7 +25,7 @@ PROPERTIES = ("equivalence", "truth", "invariants", "determinism", MACHINE)
 # Examples per property (for ``multi_step``: runs of up to ``STEPS`` steps each).
 BUDGETS: dict[str, dict[str, int]] = {
     "dev": {"equivalence": 60, "truth": 60, "invariants": 40, "determinism": 20, MACHINE: 10},
-    "ci": {"equivalence": 900, "truth": 900, "invariants": 1700, "determinism": 1300, MACHINE: 20},
+    "ci": {"equivalence": 800, "truth": 800, "invariants": 1700, "determinism": 1200, MACHINE: 200},
     "nightly": {"equivalence": 20000, "truth": 20000, "invariants": 10000, "determinism": 2000, MACHINE: 2000},
 }
 STEPS = {"dev": 10, "ci": 10, "nightly": 40}

@@ -152,15 +152,20 @@ def _run_properties(config: FuzzConfig, names: Sequence[str], options: dict[str,
     return collector
 
 
+# The state machine costs per run, not per state, and shrinking a multi-step failure is the longest
+# job of a run: weighted so that it gets a process of its own.
+MACHINE_WEIGHT = 20
+
+
 def _balance(names: Sequence[str], jobs: int, profile: str) -> list[list[str]]:
     """Longest-first greedy split of the properties over ``jobs`` processes by estimated cost."""
     shares: list[list[str]] = [[] for _ in range(jobs)]
     load = [0.0] * jobs
     budgets = profiles.BUDGETS[profile]
-    for name in sorted(names, key=lambda n: -profiles.COST[n] * budgets[n] * (10 if n == profiles.MACHINE else 1)):
+    for name in sorted(names, key=lambda n: -profiles.COST[n] * budgets[n] * (MACHINE_WEIGHT if n == profiles.MACHINE else 1)):
         i = load.index(min(load))
         shares[i].append(name)
-        load[i] += profiles.COST[name] * budgets[name] * (10 if name == profiles.MACHINE else 1)
+        load[i] += profiles.COST[name] * budgets[name] * (MACHINE_WEIGHT if name == profiles.MACHINE else 1)
     return [s for s in shares if s]
 
 
