@@ -1,0 +1,44 @@
+"""Time to detection of every seeded bug: examples and seconds until the first failing example.
+
+Runs the catalogue ``--repeats`` times under a profile (no second opinion against the baseline,
+which is not part of the kill) and prints, per mutant, the examples to kill (deterministic under
+the derandomised ``ci`` profile) and the median seconds; then the medians over mutants.
+
+    python benchmarks/bench_mutants.py --profile ci --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+
+from properties.mutation import catalogue_specs, run_mutants
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="ci")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    runs = []
+    for _ in range(args.repeats):
+        with tempfile.TemporaryDirectory() as out:
+            runs.append(run_mutants(catalogue_specs(), profile=args.profile, out_dir=out, check_baseline=False))
+    rows = []
+    for per_mutant in zip(*runs):
+        first = per_mutant[0]
+        seconds = [o.seconds_to_kill for o in per_mutant if o.seconds_to_kill is not None]
+        rows.append({"mutant": first.name, "bug_class": first.bug_class, "killed": all(o.killed for o in per_mutant),
+                     "caught_by": f"{first.property} ({first.layer})", "examples_to_kill": first.examples_to_kill,
+                     "median_seconds_to_kill": round(statistics.median(seconds), 3) if seconds else None})
+        print(json.dumps(rows[-1]))
+    killed = [r for r in rows if r["killed"]]
+    print(json.dumps({"mutants": len(rows), "killed": len(killed), "repeats": args.repeats,
+                      "median_seconds_to_kill": statistics.median(r["median_seconds_to_kill"] for r in killed),
+                      "median_examples_to_kill": statistics.median(r["examples_to_kill"] for r in killed)}))
+
+
+if __name__ == "__main__":
+    main()
