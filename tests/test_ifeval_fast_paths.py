@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import random
 
 import pytest
@@ -114,9 +115,12 @@ def _through_the_libraries(monkeypatch: pytest.MonkeyPatch) -> None:
                         lambda t: sum(1 for tok in word_tokenize(t) if tok.isupper()))
 
 
-@pytest.mark.parametrize("response_set", ["echo", "synthetic", "cased"])
+@pytest.mark.parametrize(("response_set", "fork"), [("echo", "0"), ("synthetic", "0"), ("cased", "0"),
+                                                   ("synthetic", "1")])
 def test_real_prompt_verdicts_equal_those_computed_through_the_libraries(
-        response_set: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+        response_set: str, fork: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # fork "1": the language batch is detected in a forked child (Linux with two CPUs), else in-process
+    monkeypatch.setenv("DSA_IFEVAL_FORK", fork)
     prompts = data.load_prompts(real_data_path())
     if response_set == "echo":
         rows = [{"key": p.key, "response": p.prompt} for p in prompts]
@@ -128,7 +132,16 @@ def test_real_prompt_verdicts_equal_those_computed_through_the_libraries(
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     responses = data.load_responses(path, prompts)
     text.clear_memos()
+    forks: list[int] = []
+    real_fork = os.fork
+
+    def counting_fork() -> int:
+        forks.append(1)
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", counting_fork)
     fast = scoring.to_json(scoring.score(prompts, responses))
+    assert bool(forks) == (fork == "1" and text._fork_pays())
     with monkeypatch.context() as patched:
         _through_the_libraries(patched)
         slow = scoring.to_json(scoring.score(prompts, responses))
