@@ -76,15 +76,18 @@ def _matches(obs: Observation, expected: Truth, layers: int) -> bool:
 
 def invariants(case: Case, cfg: FuzzConfig) -> Report:
     """Structural rules on the candidate's own output, independent of the oracle's formula; a broken
-    rule is a REGRESSION unless the baseline breaks the same rule on the same row (SHARED-BUG)."""
+    rule is a REGRESSION unless the baseline breaks the same rule in the same state (SHARED-BUG)."""
     report = Report(case.state, cfg.baseline, cfg.candidate, cfg.layers)
     cand = violations(case, run_case(cfg.candidate_impl.new(), case, cfg.layers))
     if not cand:
         report.counts[OK] += 1
         return report
     base = violations(case, run_case(cfg.baseline_impl.new(), case, cfg.layers))
+    # Keys name only the first offending row; the baseline breaking the same rule anywhere in this
+    # state is the same bug (the element-wise properties judge the rows themselves).
+    base_rules = {rule for rule, _, _ in base}
     for key, detail in cand.items():
-        verdict = SHARED_BUG if key in base else REGRESSION
+        verdict = SHARED_BUG if key[0] in base_rules else REGRESSION
         rule, consumer, token = key
         report.counts[verdict] += 1
         report.findings.append(Finding(verdict, f"invariant {rule}", base.get(key, "holds"), detail, RULES[rule],

@@ -107,3 +107,29 @@ def test_strict_exit_code_counts_any_finding() -> None:
     report = _triage(_obs([10], [202, 5, -1]), _obs([10], [202, -1, -1]))
     assert report.verdicts == {FIX}
     assert (report.exit_code(), report.exit_code(strict=True)) == (0, 1)
+
+
+def _one(positions, attention, indexer) -> Observation:
+    return Observation(position_ids=np.asarray(positions, np.int32),
+                       layers=[{"indexer": np.asarray(indexer, np.int64), "attention": np.asarray(attention, np.int64)}])
+
+
+BS16 = make_state(block_size=16, seq_lens_decoder=[20], block_tables=[[1, 2]])  # position 20: slot 2 * 16 + 4 = 36
+
+
+def test_a_wrong_slot_the_baseline_computes_in_its_other_consumer_is_shared() -> None:
+    report = compare.triage(BS16, _one([20], [99], [77]), _one([20], [99], [99]), "b", "c", 1)
+    assert {(f.consumer, f.verdict) for f in report.findings} == {("attention", SHARED_BUG), ("indexer", SHARED_BUG)}
+    assert "other consumer" in next(f.note for f in report.findings if f.consumer == "indexer")
+
+
+def test_a_slot_downstream_of_a_shared_wrong_position_is_shared_even_when_the_baseline_is_right_by_chance() -> None:
+    report = compare.triage(BS16, _one([0], [16], [36]), _one([0], [16], [16]), "b", "c", 1)
+    indexer = next(f for f in report.findings if f.consumer == "indexer")
+    assert indexer.verdict == SHARED_BUG and "by coincidence" in indexer.note
+    assert report.exit_code() == 0
+
+
+def test_without_a_shared_cause_a_differing_wrong_slot_stays_a_regression() -> None:
+    report = compare.triage(BS16, _one([20], [36], [77]), _one([20], [36], [55]), "b", "c", 1)
+    assert [(f.consumer, f.verdict) for f in report.findings] == [("indexer", REGRESSION)]

@@ -213,16 +213,25 @@ def _triage_slots(report: Report, expected: Truth, base: Observation, cand: Obse
     # that shared bug (e.g. one side also uses another block size), so it is not a new regression.
     follows = np.zeros(m, bool)
     follows[:n] = shared_position
+    values = {c: _values([base.layers[i][c] if i < len(base.layers) else None for i in range(layers)], m)
+              for c in CONSUMERS}
     for consumer in CONSUMERS:
+        other = CONSUMERS[1 - CONSUMERS.index(consumer)]
         b_arrs = [base.layers[i][consumer] if i < len(base.layers) else None for i in range(layers)]
         c_arrs = [cand.layers[i][consumer] if i < len(cand.layers) else None for i in range(layers)]
         _triage_dtype(report, consumer, b_arrs[0], c_arrs[0], (SLOT_DTYPE,))
-        b_val, b_has = _values(b_arrs, m)
+        b_val, b_has = values[consumer]
         c_val, c_has = _values(c_arrs, m)
         b_ok = b_has & np.where(padding, b_val < 0, b_val == truth_slot)
         c_ok = c_has & np.where(padding, c_val < 0, c_val == truth_slot)
         codes = _codes(padding, b_val, b_has, b_ok, c_val, c_has, c_ok)
-        codes[(codes == 2) & ~b_ok & follows] = 3
+        # The refactor makes both consumers read one tensor: a wrong slot the baseline's other consumer
+        # also computes for this token is the baseline's own bug, carried over, not a new one.
+        o_val, o_has = values[other]
+        carried = o_has & c_has & (o_val == c_val) & ~padding
+        # On a token whose position both sides got equally wrong, a baseline slot that is right is right
+        # by coincidence (wrong position, wrong block size): the candidate's slot follows the shared bug.
+        codes[(codes == 2) & (follows | (carried & ~b_ok))] = 3
         _emit(report, consumer, expected, truth_slot, padding, codes, b_val, b_has, b_ok, c_val, c_has, c_ok,
               per_layer=True)
 
@@ -310,7 +319,9 @@ def _explain(truth_val: int, padding: bool, c_ok: bool, c_val: int, c_has: bool,
     if not padding and not c_ok and c_val < 0 <= truth_val:
         return "a negative slot for a real token: its KV is silently dropped"
     if verdict == SHARED_BUG and consumer in CONSUMERS and not b_ok:
-        return "follows from the position both sides got wrong"
+        return "a bug the baseline has too (a shared wrong position, or its other consumer's slot)"
+    if verdict == SHARED_BUG and consumer in CONSUMERS:
+        return "follows from the position both sides got wrong (the baseline's slot is right by coincidence)"
     return ""
 
 
