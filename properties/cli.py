@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     fuzz.add_argument("--max-examples", type=int, metavar="N", help="examples per property, overriding the profile")
     fuzz.add_argument("--seed", type=int, help="fixed hypothesis seed (instead of the profile's)")
     fuzz.add_argument("--strict", action="store_true", help="exit 1 on any finding, not only a REGRESSION")
+    fuzz.add_argument("--no-known", action="store_true",
+                      help="fail on findings recorded in fixtures/known_findings.json too (they are always reported)")
     fuzz.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
                       help=f"where counterexamples and finding states are written (default: {DEFAULT_OUT})")
     fuzz.add_argument("--save-regressions", action="store_true",
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         args.baseline, args.candidate, profile=args.profile, block_sizes=block_sizes, sweep=args.sweep_block_sizes,
         backend=args.backend, layers=args.layers, strict=args.strict,
         properties=[p.strip() for p in args.properties.split(",") if p.strip()],
-        progress=progress, max_examples=args.max_examples, seed=args.seed, out_dir=args.out)
+        progress=progress, max_examples=args.max_examples, seed=args.seed, out_dir=args.out, use_known=not args.no_known)
     if args.save_regressions:
         save_regressions(result)
     print(json.dumps(result.to_dict()) if args.json else render(result))
@@ -93,6 +95,8 @@ def render(result: FuzzResult) -> str:
         consumers = ", ".join(f"{c} {n}" for c, n in group.consumers.most_common())
         lines.append(f"  {group.verdict:<10} {group.scenario}: {group.count} elements ({consumers}) "
                      f"in {', '.join(sorted(group.properties))}")
+        if group.known:
+            lines.append(f"    KNOWN, not failing the gate (--no-known to fail on it): {group.known}")
         if group.case is not None and group.path is not None:
             lines.append(f"    smallest: {_shown(group.case.state.to_json(), group.path)}")
             lines.append(f"    reproduce: {cfg.reproduce(group.path)}")

@@ -36,6 +36,7 @@ class Group:
     case: Case | None = None
     verdicts: tuple[str, ...] = ()
     path: Path | None = None
+    known: str | None = None  # the recorded reason, when this group is a known finding
 
 
 @dataclass
@@ -104,9 +105,13 @@ class Collector:
         this_size = size(case)
         touched: set[tuple[str, str]] = set()
         last_scenario: dict[tuple[str, str], str] = {}
+        failing = False
         for finding in report.findings:
             key = (finding.verdict, scenario_of(finding, case))
-            group = self.groups.get(key) or self.groups.setdefault(key, Group(*key))
+            group = self.groups.get(key)
+            if group is None:
+                group = self.groups.setdefault(key, Group(*key, known=self.config.known(*key)))
+            failing |= finding.verdict in self.config.failing_verdicts and group.known is None
             group.count += 1
             group.consumers[finding.consumer] += 1
             touched.add(key)
@@ -121,7 +126,6 @@ class Collector:
             group.properties.add(name)
             if group.case is None or this_size < size(group.case):
                 group.case, group.verdicts = case, tuple(sorted(report.verdicts))
-        failing = bool(report.verdicts & self.config.failing_verdicts)
         if failing:
             self._fail(stats, case, report)
         return failing

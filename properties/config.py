@@ -31,6 +31,16 @@ class FuzzConfig:
     layers: int = PROPERTY_LAYERS
     strict: bool = False
     out_dir: Path = field(default=DEFAULT_OUT)
+    use_known: bool = True  # findings listed in fixtures/known_findings.json are reported, not failing
+
+    def known(self, verdict: str, scenario: str) -> str | None:
+        """The recorded reason when this (verdict, scenario) is a known finding for these sides."""
+        if not self.use_known:
+            return None
+        from properties.known import match  # noqa: PLC0415 - reads a fixture file
+
+        entry = match(self.baseline, self.candidate, verdict, scenario)
+        return None if entry is None else f"{entry.reason} ({entry.evidence})"
 
     @property
     def failing_verdicts(self) -> frozenset[str]:

@@ -55,9 +55,10 @@ class FuzzResult:
     def exit_code(self) -> int:
         """1 on a REGRESSION (with strict: any finding), a failed property, or a required scenario
         never generated; 0 otherwise."""
-        if self.failed or self.missing or REGRESSION in self.verdicts:
+        unknown = [g for g in self.groups if g.known is None]
+        if self.failed or self.missing or any(g.verdict == REGRESSION for g in unknown):
             return 1
-        return 1 if self.config.strict and self.groups else 0
+        return 1 if self.config.strict and unknown else 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +75,7 @@ class FuzzResult:
             } for name, p in self.properties.items()},
             "findings": [{
                 "verdict": g.verdict, "scenario": g.scenario, "count": g.count, "consumers": dict(g.consumers),
+                "known": g.known,
                 "properties": sorted(g.properties), "path": None if g.path is None else str(g.path),
                 "state": None if g.case is None else g.case.state.to_dict(),
             } for g in self.groups],
@@ -85,12 +87,13 @@ def run_fuzz(baseline: str = "legacy", candidate: str = "single_step", *, profil
              layers: int = PROPERTY_LAYERS, strict: bool = False, properties: Sequence[str] | None = None,
              stop_at_first_failure: bool = False, progress: Progress | None = None,
              max_examples: int | None = None, seed: int | None = None,
-             out_dir: Path | str = DEFAULT_OUT, jobs: int | None = None) -> FuzzResult:
+             out_dir: Path | str = DEFAULT_OUT, jobs: int | None = None, use_known: bool = True) -> FuzzResult:
     """Run the properties (default: all five, the state machine included) and collect every finding.
 
     ``candidate``/``baseline`` are seam specs (registry name, ``module:NAME``, ``path.py:NAME``).
     ``sweep`` draws block sizes from the sweep list (1 ... 256); ``block_sizes`` fixes them.
     ``max_examples`` overrides the profile's budget for every property; ``seed`` fixes the seed.
+    ``use_known=False`` fails on findings recorded in ``fixtures/known_findings.json`` too.
     ``jobs`` processes share the properties (default: one per CPU); ``1`` runs them in this process.
     """
     selected = tuple(properties or profiles.PROPERTIES)
@@ -100,7 +103,7 @@ def run_fuzz(baseline: str = "legacy", candidate: str = "single_step", *, profil
     if layers < 1:
         raise InputError("layers", f"must be >= 1, got {layers}")
     sizes = SWEEP_BLOCK_SIZES if sweep else tuple(block_sizes or DEFAULT_BLOCK_SIZES)
-    config = FuzzConfig(baseline, candidate, sizes, backend, layers, strict, Path(out_dir))
+    config = FuzzConfig(baseline, candidate, sizes, backend, layers, strict, Path(out_dir), use_known)
     config.baseline_impl, config.candidate_impl  # resolve both now: a bad spec is an InputError, not a finding
     started = time.perf_counter()
     options = {"profile": profile, "max_examples": max_examples, "seed": seed}
@@ -152,20 +155,15 @@ def _run_properties(config: FuzzConfig, names: Sequence[str], options: dict[str,
     return collector
 
 
-# The state machine costs per run, not per state, and shrinking a multi-step failure is the longest
-# job of a run: weighted so that it gets a process of its own.
-MACHINE_WEIGHT = 20
-
-
 def _balance(names: Sequence[str], jobs: int, profile: str) -> list[list[str]]:
     """Longest-first greedy split of the properties over ``jobs`` processes by estimated cost."""
     shares: list[list[str]] = [[] for _ in range(jobs)]
     load = [0.0] * jobs
     budgets = profiles.BUDGETS[profile]
-    for name in sorted(names, key=lambda n: -profiles.COST[n] * budgets[n] * (MACHINE_WEIGHT if n == profiles.MACHINE else 1)):
+    for name in sorted(names, key=lambda n: -profiles.COST[n] * budgets[n]):
         i = load.index(min(load))
         shares[i].append(name)
-        load[i] += profiles.COST[name] * budgets[name] * (MACHINE_WEIGHT if name == profiles.MACHINE else 1)
+        load[i] += profiles.COST[name] * budgets[name]
     return [s for s in shares if s]
 
 

@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--baseline", default="legacy", help="reference side (default: legacy)")
     run.add_argument("--candidate", default="single_step", help="side under test (default: single_step)")
     run.add_argument("--profile", default="ci", choices=("dev", "ci", "nightly"), help="fuzzing profile (default: ci)")
+    run.add_argument("--no-known", action="store_true", help="fail on findings recorded in fixtures/known_findings.json")
     add_impl_options(run)
     run.set_defaults(func=run_main_job)
 
@@ -49,7 +50,7 @@ def fuzz(args: argparse.Namespace) -> int:
     from properties.runner import run_fuzz  # noqa: PLC0415
 
     result = run_fuzz(args.baseline, args.candidate, profile=args.profile, backend=args.backend,
-                      progress=lambda line: print(f"  {line}", flush=True))
+                      progress=lambda line: print(f"  {line}", flush=True), use_known=not args.no_known)
     print("\n".join(f"  {line}" for line in render(result).splitlines()))
     return result.exit_code
 

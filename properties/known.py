@@ -1,0 +1,43 @@
+"""Known findings: triaged, recorded, reported on every run, and not failing the gate.
+
+A pre-merge gate that fails forever on one finding the team has already triaged stops being read.
+Like an ``xfail`` with a reason, an entry in ``fixtures/known_findings.json`` names a verdict, a
+scenario prefix and the sides it applies to; matching findings are printed as known (with the
+reason and the evidence file) instead of failing, and the properties keep searching for new ones.
+``--no-known`` turns the list off.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+KNOWN_FILE = Path(__file__).resolve().parents[1] / "fixtures" / "known_findings.json"
+
+
+@dataclass(frozen=True)
+class Known:
+    verdict: str
+    scenario_prefix: str
+    baselines: tuple[str, ...]
+    candidates: tuple[str, ...]
+    reason: str
+    evidence: str
+
+
+@functools.cache
+def entries(path: Path = KNOWN_FILE) -> tuple[Known, ...]:
+    data = json.loads(path.read_text())
+    return tuple(Known(e["verdict"], e["scenario_prefix"], tuple(e["baselines"]), tuple(e["candidates"]),
+                       e["reason"], e["evidence"]) for e in data["known"])
+
+
+def match(baseline: str, candidate: str, verdict: str, scenario: str) -> Known | None:
+    """The recorded entry this finding falls under, if any."""
+    for entry in entries():
+        if (verdict == entry.verdict and scenario.startswith(entry.scenario_prefix)
+                and baseline in entry.baselines and candidate in entry.candidates):
+            return entry
+    return None
