@@ -1,0 +1,1 @@
+"""The implementations under test: Paddle models, CUDA kernels, and the seeded bugs (mutants)."""
