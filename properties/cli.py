@@ -110,7 +110,7 @@ def render(result: FuzzResult) -> str:
             lines.append(f"  minimal state: {_shown(state_json, stats.path)}")
             if "history" in stats.counterexample:
                 lines.append(f"  after {len(stats.counterexample['history'])} earlier steps on the same instances "
-                             "(in the file's history; check replays the last step alone)")
+                             "(in the file's history; check replays them first)")
             lines.append(f"  reproduce: {cfg.reproduce(stats.path)}")
     if result.missing:
         lines.append(f"NOT REACHED (required by profile {result.profile}): {', '.join(result.missing)}")
