@@ -18,6 +18,7 @@ from properties import profiles
 from properties.config import DEFAULT_OUT, PROPERTY_LAYERS, parse_block_sizes
 from properties.runner import FuzzResult, run_fuzz
 from validation import seam
+from validation.commands import positive_int
 
 REGRESSIONS_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "regressions"
 
@@ -41,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="dev (seconds), ci (derandomised, ~1 minute), nightly (long, example database on)")
     fuzz.add_argument("--properties", default=",".join(profiles.PROPERTIES), metavar="P,P,...",
                       help=f"which properties to run (default: all of {','.join(profiles.PROPERTIES)})")
-    fuzz.add_argument("--max-examples", type=int, metavar="N", help="examples per property, overriding the profile")
+    fuzz.add_argument("--max-examples", type=positive_int, metavar="N", help="examples per property, overriding the profile")
     fuzz.add_argument("--seed", type=int, help="fixed hypothesis seed (instead of the profile's)")
     fuzz.add_argument("--strict", action="store_true", help="exit 1 on any finding, not only a REGRESSION")
     fuzz.add_argument("--no-known", action="store_true",
@@ -52,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="also copy each failure's minimal state into fixtures/regressions/")
     fuzz.add_argument("--json", action="store_true", help="print the result as JSON instead of text")
     fuzz.add_argument("--backend", choices=seam.BACKENDS, default="paddle", help="backend of the built-in paths")
-    fuzz.add_argument("--layers", type=int, default=PROPERTY_LAYERS, metavar="N",
+    fuzz.add_argument("--layers", type=positive_int, default=PROPERTY_LAYERS, metavar="N",
                       help=f"decoder layers to model and compare (default: {PROPERTY_LAYERS})")
     fuzz.set_defaults(func=run)
 

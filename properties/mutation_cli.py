@@ -9,8 +9,9 @@ from pathlib import Path
 
 from properties import profiles
 from properties.config import parse_block_sizes
-from properties.mutation import MutantOutcome, catalogue_specs, run_mutants, score
+from properties.mutation import RIGHT_BASELINE, MutantOutcome, catalogue_specs, run_mutants, score
 from validation import seam
+from validation.errors import InputError
 from validation.impls import mutants
 
 
@@ -42,7 +43,6 @@ def run(args: argparse.Namespace) -> int:
         names = [n.strip() for n in args.only.split(",")] if args.only else None
         for name in names or ():
             if name not in mutants.MUTANTS:
-                from validation.errors import InputError  # noqa: PLC0415
                 raise InputError("--only", f"unknown mutant {name!r} (see dsa-validate mutants --help)")
         specs = catalogue_specs(names)
     outcomes = run_mutants(specs, progress=lambda line: print(line, file=sys.stderr, flush=True),
@@ -60,7 +60,7 @@ def render(outcomes: list[MutantOutcome], summary: dict) -> str:
     lines = [head, "-" * len(head)]
     for o in outcomes:
         by = f"{o.property} ({o.layer})" if o.killed else "-"
-        base = {True: f"also ({'get_position_ids'})", False: "missed", None: "-"}[o.killed_by_baseline]
+        base = {True: f"also ({RIGHT_BASELINE})", False: "missed", None: "-"}[o.killed_by_baseline]
         lines.append(f"{o.name:<28} {o.bug_class if o.bug_class is not None else '-':>5}  "
                      f"{'killed' if o.killed else 'SURVIVED':<8} {by:<30} {o.examples_to_kill or '-':>8} "
                      f"{(f'{o.seconds_to_kill:.2f}' if o.seconds_to_kill is not None else '-'):>8}  {base}")

@@ -95,3 +95,20 @@ def test_regression_exits_1(capsys) -> None:
 def test_console_script_help_has_an_example() -> None:
     out = subprocess.run([sys.executable, "-m", "validation.cli", "check", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "example:" in out.stdout and "dsa-validate check --state" in out.stdout
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two"])
+@pytest.mark.parametrize("command", ["slots", "check"])
+def test_layers_must_be_a_positive_integer(capsys, command: str, value: str) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([command, "--state", str(STATES / "spec_decode.json"), "--layers", value])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--layers" in err
+
+
+def test_slots_survives_a_plugin_that_returns_no_layers(tmp_path, capsys) -> None:
+    plugin = tmp_path / "p.py"
+    plugin.write_text("import numpy as np\ndef f(i):\n    return {'position_ids': np.zeros(1, np.int32), 'layers': []}\n")
+    assert main(["slots", "--state", str(STATES / "spec_decode.json"), "--impl", f"{plugin}:f"]) == 0
+    assert "indexer: no layers returned" in capsys.readouterr().out

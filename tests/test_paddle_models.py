@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from support import make_state, requires_paddle
 from validation import seam
 from validation.impls import paddle_ops
+from validation.impls.faults import KernelFault
 from validation.impls.paddle_runtime import indexing_semantics, paddle
 
 pytestmark = requires_paddle
@@ -29,6 +31,9 @@ def test_probe_agrees_with_paddle_fancy_indexing_and_the_model_gather() -> None:
         real = table[rows, cols].numpy().tolist()
         assert real == [30, 40, 50, 50]
         assert paddle_ops.gather_blocks(table, rows, cols, "t").numpy().tolist() == real
+    else:  # a Paddle that raises on row -1: the model must fail the same way, not invent a value
+        with pytest.raises(KernelFault, match="Paddle raises"):
+            paddle_ops.gather_blocks(table, rows, cols, "t")
 
 
 def test_v1_positions_on_a_chunked_continuation_restart_and_overflow_the_real_count() -> None:

@@ -11,11 +11,22 @@ from validation.impls.paddle_paths import DEFAULT_NUM_LAYERS
 from validation.state import BatchState, load_steps
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts that must be >= 1 (a bad value is argparse's one-line error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def add_impl_options(parser: argparse.ArgumentParser) -> None:
     """Options every command that runs implementations shares."""
     parser.add_argument("--backend", choices=seam.BACKENDS, default="paddle",
                         help="run built-in paths on Paddle (its current device) or as CUDA kernels via CuPy (default: paddle)")
-    parser.add_argument("--layers", type=int, default=DEFAULT_NUM_LAYERS, metavar="N",
+    parser.add_argument("--layers", type=positive_int, default=DEFAULT_NUM_LAYERS, metavar="N",
                         help=f"decoder layers to model and compare (default: {DEFAULT_NUM_LAYERS})")
 
 
@@ -88,7 +99,9 @@ def _observation_text(name: str, state: BatchState, obs: seam.Observation) -> st
     lines = [head, f"  position_ids ({obs.position_ids.dtype}): {obs.position_ids.tolist()}"]
     for consumer in seam.CONSUMERS:
         per_layer = [layer[consumer] for layer in obs.layers]
-        if all(a.dtype == per_layer[0].dtype and a.tolist() == per_layer[0].tolist() for a in per_layer):
+        if not per_layer:
+            lines.append(f"  {consumer}: no layers returned")
+        elif all(a.dtype == per_layer[0].dtype and a.tolist() == per_layer[0].tolist() for a in per_layer):
             lines.append(f"  {consumer} (all {len(per_layer)} layers, {per_layer[0].dtype}): {per_layer[0].tolist()}")
         else:
             lines.extend(f"  {consumer} layer {i} ({a.dtype}): {a.tolist()}" for i, a in enumerate(per_layer))
