@@ -47,6 +47,14 @@ class _PersistentPath:
             self._slots = pd.full([size], SLOT_BUFFER_FILL, dtype="int64")
         return self._positions, self._slots
 
+    def _positions_step(self, inputs: Mapping[str, Any]) -> tuple[dict[str, Any], Any, Any, list[str]]:
+        """The step's tensors, the persistent buffers, and the position op run into them (with its hazards)."""
+        t = self._tensors(inputs)
+        positions, slots = self._buffers(int(inputs["max_num_batched_tokens"]))
+        hazards: list[str] = []
+        self.position_op(t["seq_lens_encoder"], t["seq_lens_decoder"], t["seq_lens_this_time"], positions, hazards)
+        return t, positions, slots, hazards
+
     @staticmethod
     def _tensors(inputs: Mapping[str, Any]) -> dict[str, Any]:
         pd = paddle()
@@ -62,10 +70,7 @@ class Legacy(_PersistentPath):
     position_op = staticmethod(ops.positions_v1)
 
     def __call__(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        t = self._tensors(inputs)
-        positions, _ = self._buffers(int(inputs["max_num_batched_tokens"]))
-        hazards: list[str] = []
-        self.position_op(t["seq_lens_encoder"], t["seq_lens_decoder"], t["seq_lens_this_time"], positions, hazards)
+        t, positions, _, hazards = self._positions_step(inputs)
         launch = int(inputs["padded_num_tokens"])
         pos, bid, bs = positions[:launch], t["batch_id_per_token"], int(inputs["block_size"])
         layers = []
@@ -88,10 +93,7 @@ class SingleStep(_PersistentPath):
     position_op = staticmethod(ops.positions_v1)
 
     def __call__(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        t = self._tensors(inputs)
-        positions, slots = self._buffers(int(inputs["max_num_batched_tokens"]))
-        hazards: list[str] = []
-        self.position_op(t["seq_lens_encoder"], t["seq_lens_decoder"], t["seq_lens_this_time"], positions, hazards)
+        t, positions, slots, hazards = self._positions_step(inputs)
         n = int(inputs["num_tokens"])
         if n:
             slots[:n] = ops.per_layer_slots(
