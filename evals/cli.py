@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from evals import data, scoring
+from evals.data import DATA_ENV, HUB_DATASET
 
 EXAMPLES = """examples:
   dsa-validate ifeval score --responses responses.jsonl --data input_data.jsonl --json report.json
@@ -39,8 +39,8 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
     )
     score.add_argument("--responses", required=True, help="JSONL of model responses")
-    score.add_argument("--data", help=f"IFEval prompts, jsonl or parquet (default: ${data.DATA_ENV}, "
-                       f"else the hub's {data.HUB_DATASET} when online)")
+    score.add_argument("--data", help=f"IFEval prompts, jsonl or parquet (default: ${DATA_ENV}, "
+                       f"else the hub's {HUB_DATASET} when online)")
     score.add_argument("--json", dest="json_out", help="write the report (metrics, breakdowns, details) here")
     score.add_argument("--details", dest="details_out", help="write per-prompt verdicts here, one JSON line each")
     score.set_defaults(func=_score_command)
@@ -53,6 +53,8 @@ def run_ifeval(
     details_out: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Score ``responses`` against the prompts, write the requested files, return the report."""
+    from evals import data, scoring
+
     prompts = data.load_prompts(data_path)
     report = scoring.score(prompts, data.load_responses(responses, prompts))
     if json_out:
@@ -65,6 +67,8 @@ def run_ifeval(
 
 def format_table(report: dict[str, Any]) -> str:
     """The four metrics as a small table, plus what was missing or unknown."""
+    from evals import scoring
+
     width = max(len(n) for n in scoring.METRIC_NAMES)
     rows = [f"{'metric':<{width}}  accuracy (%)", f"{'-' * width}  ------------"]
     rows += [f"{name:<{width}}  {value:12.2f}" for name, value in report["metrics"].items()]

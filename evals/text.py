@@ -37,10 +37,24 @@ def cache_root() -> Path:
 
 
 def _nltk() -> Any:
+    """NLTK, imported without SciPy when SciPy is not loaded yet.
+
+    ``import nltk`` imports ``nltk.metrics.association``, which imports ``scipy.stats`` (0.6 s, more than
+    scoring 541 responses) for collocation statistics the checkers never use; NLTK itself falls back
+    when SciPy is absent. So SciPy is hidden for the length of that one import and nothing else.
+    """
+    if "nltk" in sys.modules:
+        return sys.modules["nltk"]
+    hidden = "scipy" not in sys.modules
+    if hidden:
+        sys.modules["scipy"] = None  # type: ignore[assignment]  # makes ``import scipy...`` an ImportError
     try:
         import nltk
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
         raise MissingDependency("nltk", "ifeval", "IFEval scoring") from exc
+    finally:
+        if hidden:
+            del sys.modules["scipy"]
     return nltk
 
 
@@ -182,6 +196,7 @@ def sentences(text: str) -> tuple[str, ...]:
 
 def reference_sentences(text: str) -> list[str]:
     """``nltk.sent_tokenize(text)`` as NLTK computes it (for the equality tests)."""
+    _nltk()
     from nltk.tokenize import sent_tokenize
 
     ensure_punkt()
@@ -231,6 +246,7 @@ def _treebank(sentence: str) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=1)
 def _treebank_steps() -> tuple[list[tuple[Any, str]], list[tuple[Any, str]]]:
+    _nltk()
     from nltk.tokenize import _treebank_word_tokenizer as tokenizer
 
     def raw(pattern: Any) -> Any:
