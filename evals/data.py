@@ -11,7 +11,6 @@ Responses are JSONL lines ``{"key" or "prompt", "response"}`` (the reference's o
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence

@@ -20,7 +20,8 @@ def iter_objects(path: Path, *, torn_tail_ok: bool = False) -> Iterator[tuple[in
 
     Raises InputError naming the file, line and byte offset for bytes that are not UTF-8, lines that
     are not JSON, and JSON that is not an object. With ``torn_tail_ok`` a last line that has no
-    newline and does not parse (a write cut short by a kill) is skipped instead.
+    newline (a write cut short by a kill: every record is written with its newline in one call) is
+    skipped instead, whatever it holds.
     """
     blob = path.read_bytes()
     offset = 0
@@ -31,11 +32,11 @@ def iter_objects(path: Path, *, torn_tail_ok: bool = False) -> Iterator[tuple[in
         complete = end != -1
         raw = blob[offset:end if complete else len(blob)]
         start, offset = offset, (end + 1 if complete else len(blob))
+        if torn_tail_ok and not complete:
+            return
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            if torn_tail_ok and not complete:
-                return
             raise InputError(str(path), f"not UTF-8 (byte 0x{raw[exc.start]:02x} at byte offset "
                              f"{start + exc.start})", index=f"line {number}") from None
         if not line.strip():
@@ -43,8 +44,6 @@ def iter_objects(path: Path, *, torn_tail_ok: bool = False) -> Iterator[tuple[in
         try:
             row = json.loads(line)
         except ValueError as exc:
-            if torn_tail_ok and not complete:
-                return
             raise InputError(str(path), f"not valid JSON: {getattr(exc, 'msg', exc)}",
                              index=f"line {number}") from None
         if not isinstance(row, dict):
