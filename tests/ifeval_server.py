@@ -58,7 +58,7 @@ class FaultPlan:
     faults_sent: Counter[str] = field(default_factory=Counter)
     auth_headers: list[str] = field(default_factory=list)
     bodies: list[dict[str, Any]] = field(default_factory=list)
-    request_times: list[float] = field(default_factory=list)
+    request_times: dict[str, list[float]] = field(default_factory=dict)  # prompt -> arrival times
 
     def next_fault(self, prompt: str) -> str | None:
         if prompt in self.fail_prompts:
@@ -78,7 +78,7 @@ def build_app(plan: FaultPlan) -> FastAPI:
         prompt = body["messages"][-1]["content"] if chat else body["prompt"]
         plan.requests[prompt] += 1
         plan.bodies.append(body)
-        plan.request_times.append(time.monotonic())
+        plan.request_times.setdefault(prompt, []).append(time.monotonic())
         plan.auth_headers.append(request.headers.get("authorization", ""))
         fault = plan.next_fault(prompt)
         if plan.latency_s:
