@@ -42,6 +42,7 @@ RUN_JSON = "run.json"
 SCORES_JSON = "scores.json"
 # settings that must match when a run is resumed (they change what the model is asked)
 RESUME_MUST_MATCH = ("model", "mode", "max_tokens", "temperature", "seed", "system_prompt", "extra_body")
+MAX_RETRY_AFTER_S = 600.0  # a longer Retry-After is taken as this long
 RETRYABLE = ("429", "5xx", "timeout", "connection", "malformed", "empty_choices")
 
 
@@ -414,8 +415,8 @@ async def _ask_one(settings: Settings, servers: list[Server], clients: list[Any]
 
 
 def _delay(settings: Settings, attempt: int, retry_after: float | None) -> float:
-    if retry_after is not None:
-        return min(max(retry_after, 0.0), settings.max_backoff_s)
+    if retry_after is not None:  # the server's word, within reason
+        return min(max(retry_after, 0.0), MAX_RETRY_AFTER_S)
     base = min(settings.max_backoff_s, settings.backoff_s * 2 ** (attempt - 1))
     return base * (0.75 + 0.5 * random.random())  # jitter: retries of many prompts do not arrive together
 
