@@ -61,6 +61,8 @@ def compare_runs(before: str | Path, after: str | Path, *, margin: float = 1.0, 
         "settings": {"margin": margin, "alpha": alpha, "resamples": resamples, "seed": seed,
                      "expect_identical": expect_identical},
     }
+    result["unanswered"] = {label: sorted(k for k in keys if not run["verdicts"][k].get("has_response", True))
+                            for label, run in zip(("before", "after"), runs)}
     result["metrics"] = _metric_table(outcomes, alpha, resamples, seed)
     for mode in ("strict", "loose"):
         name = f"Prompt-level-{mode}-accuracy"
@@ -213,6 +215,7 @@ def format_summary(result: dict[str, Any]) -> str:
 
     lines = [report.table(result), "",
              f"identical responses: {result['identical_responses']} of {result['prompts']}"]
+    lines += report.unanswered_lines(result)
     if result["settings"]["expect_identical"] and result["differing_responses"]:
         shown = result["differing_responses"][:30]
         lines.append("differing responses, keys: " + ", ".join(map(str, shown))

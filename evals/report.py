@@ -41,6 +41,7 @@ def markdown(result: dict[str, Any]) -> str:
         "(+gains / -losses).", "",
         table(result), "",
         f"Identical responses: {result['identical_responses']} of {result['prompts']}.", "",
+        *[line + "  " for line in unanswered_lines(result)],
         f"**Gate (After - Before lower bound >= -{settings['margin']:g} pt"
         + (", responses identical" if settings["expect_identical"] else "") + "): "
         + ("PASS**" if gate["passed"] else "FAIL**: " + "; ".join(gate["reasons"])), "",
@@ -70,6 +71,13 @@ def markdown(result: dict[str, Any]) -> str:
         out += [f"- {_prompt_ref(result, k)}" for k in result["differing_responses"]]
         out.append("")
     return "\n".join(out)
+
+
+def unanswered_lines(result: dict[str, Any]) -> list[str]:
+    """A warning per run with prompts it never answered (scored as not followed)."""
+    return [f"WARNING: {label} has {len(keys)} unanswered prompts, scored as not followed (keys "
+            f"{', '.join(map(str, keys[:10]))}{' ...' if len(keys) > 10 else ''}); finish it with ifeval run --resume"
+            for label, keys in result["unanswered"].items() if keys]
 
 
 def _prompt_ref(result: dict[str, Any], key: int) -> str:

@@ -111,3 +111,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     done = _cli(str(before), str(other))
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert "the runs scored different prompts: 2 only in RUN_BEFORE" in done.stderr
+
+
+def test_unanswered_prompts_are_warned_about(tmp_path: Path) -> None:
+    prompts = _prompts(SAMPLE_INPUT)
+    missing = sorted(prompts)[0]
+    before = _run_folder(tmp_path / "before", SAMPLE_INPUT, dict(prompts), prompts)
+    after = _run_folder(tmp_path / "after", SAMPLE_INPUT, {k: p for k, p in prompts.items() if k != missing}, prompts)
+    done = _cli(str(before), str(after), "--margin", "100")
+    assert done.returncode == 0
+    assert f"WARNING: after has 1 unanswered prompts, scored as not followed (keys {missing})" in done.stdout
+    assert "WARNING: after has 1 unanswered" in (after / "compare" / "report.md").read_text()
