@@ -1,7 +1,9 @@
-"""``dsa-validate ifeval score``: score a responses file against the IFEval prompts.
+"""``dsa-validate ifeval``: ``score`` a responses file, ``run`` served models (``runner.py``), ``compare`` two runs.
 
-Also the entry point for the main job: ``run_ifeval`` scores, writes the JSON report and returns it,
-and with no data given anywhere the main job can pass the shipped sample (``evals.data.sample_paths``).
+Heavy modules (the scorer's NLTK and langdetect, httpx, scipy, matplotlib) are imported inside the
+command that needs them, so each subcommand's process pays only for its own. Also the entry point
+for the main job: ``run_ifeval`` scores, writes the JSON report and returns it, and with no data
+given anywhere the main job can pass the shipped sample (``evals.data.sample_paths``).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ responses: one JSON object a line, {"key": 1000, "response": "..."} or the refer
 def register(subparsers: Any) -> None:
     """Add ``ifeval`` and its ``score`` subcommand to the ``dsa-validate`` parser."""
     ifeval = subparsers.add_parser(
-        "ifeval", help="score IFEval responses (reference-identical verdicts)",
-        description="IFEval (Zhou et al. 2023) scoring with the reference implementation's verdicts.",
+        "ifeval", help="IFEval: score responses, ask served models (run), compare two runs",
+        description="IFEval (Zhou et al. 2023): scoring with the reference implementation's verdicts, a resumable "
+        "runner against OpenAI-compatible servers, and a paired before/after comparison with a gate.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
     )
     sub = ifeval.add_subparsers(dest="ifeval_command", metavar="SUBCOMMAND")
