@@ -319,6 +319,9 @@ async def _ask_all(settings: Settings, key: str, todo: list[Any], store: Store) 
             if answered:
                 outcome.answered += 1
             if bar is not None:
+                if outcome.errors:  # failed attempts so far, by kind, beside the bar
+                    bar.set_postfix_str(", ".join(f"{k} {v}" for k, v in sorted(outcome.errors.items())),
+                                        refresh=False)
                 bar.update(1)
 
     tls = _tls_context()
