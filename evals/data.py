@@ -1,7 +1,9 @@
-"""Loading IFEval prompts (through ``datasets``) and model responses, with line-numbered errors.
+"""Loading IFEval prompts and model responses, with line-numbered errors.
 
 Prompts come from ``--data`` (a jsonl or parquet file), else ``DSA_IFEVAL_DATA``, else the hub's
 ``google/IFEval`` when online; a user who has none of these gets one line saying how to get them.
+A jsonl file is read line by line with ``json`` (importing ``datasets`` costs more than half a second,
+more than scoring 541 responses); parquet files and the hub go through ``datasets``.
 The schema is checked row by row so that a broken file is reported by line, never by a traceback.
 Responses are JSONL lines ``{"key" or "prompt", "response"}`` (the reference's own ``{"prompt",
 "response"}`` output works unchanged), matched to prompts by key, else by exact prompt text.
@@ -9,7 +11,6 @@ Responses are JSONL lines ``{"key" or "prompt", "response"}`` (the reference's o
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evals import jsonl
 from evals.checkers import REGISTRY, Checker, build
 from validation.errors import InputError, MissingDependency
 
@@ -70,8 +72,9 @@ def load_prompts(data: str | os.PathLike[str] | None = None) -> list[Prompt]:
         rows = _load_hub() if source == HUB_DATASET else _load_local("parquet", source)
         where = [f"row {i}" for i in range(len(rows))]
     else:
-        where = _prevalidate_jsonl(Path(source))
-        rows = _load_local("json", source)
+        numbered = [(f"line {number}", row) for number, _, row in jsonl.iter_objects(Path(source))]
+        where = [label for label, _ in numbered]
+        rows = [row for _, row in numbered]
     prompts = [_to_prompt(row, where[i]) for i, row in enumerate(rows)]
     seen: dict[int, str] = {}
     for i, p in enumerate(prompts):
@@ -112,24 +115,6 @@ def _load_hub() -> list[dict[str, Any]]:
         return list(datasets.load_dataset(HUB_DATASET, split="train"))
     except Exception:  # offline, hub unreachable, or not cached: tell the user where to get it
         raise InputError("--data", HOW_TO_GET) from None
-
-
-def _prevalidate_jsonl(path: Path) -> list[str]:
-    """Parse and schema-check each line so errors name it; returns the line label of each row."""
-    labels = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise InputError(str(path), f"not valid JSON: {exc.msg}", index=f"line {number}") from None
-            if not isinstance(row, dict):
-                raise InputError(str(path), "each line must be a JSON object", index=f"line {number}")
-            _to_prompt(row, f"line {number}")  # schema errors by line, before datasets infers types
-            labels.append(f"line {number}")
-    return labels
 
 
 def _to_prompt(row: Mapping[str, Any], where: str) -> Prompt:
@@ -173,36 +158,27 @@ def load_responses(path: str | os.PathLike[str], prompts: Sequence[Prompt]) -> R
     source = Path(path)
     if not source.is_file():
         raise InputError("--responses", f"{source} is not a file")
-    with source.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"line {number}"
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise InputError(str(source), f"not valid JSON: {exc.msg}", index=where) from None
-            if not isinstance(row, dict):
-                raise InputError(str(source), "each line must be a JSON object", index=where)
-            response = row.get("response")
-            if not isinstance(response, str):
-                raise InputError(str(source), '"response" must be a string', index=where)
-            key, prompt = row.get("key"), row.get("prompt")
-            if key is not None and (isinstance(key, bool) or not isinstance(key, int)):
-                raise InputError(str(source), f'"key" must be an integer, got {key!r}', index=where)
-            if prompt is not None and not isinstance(prompt, str):
-                raise InputError(str(source), '"prompt" must be a string', index=where)
-            if key is None and prompt is None:
-                raise InputError(str(source), 'each line needs "key" or "prompt"', index=where)
-            matched = key if key in keys else by_text.get(prompt) if prompt is not None else None
-            if matched is None:
-                unmatched.append({"line": number, "key": key, "prompt": prompt})
-                continue
-            if matched in by_key:
-                raise InputError(str(source), f"second response for key {matched} "
-                                 f"(first at line {line_of[matched]})", index=where)
-            by_key[matched] = response
-            line_of[matched] = number
+    for number, _, row in jsonl.iter_objects(source):
+        where = f"line {number}"
+        response = row.get("response")
+        if not isinstance(response, str):
+            raise InputError(str(source), '"response" must be a string', index=where)
+        key, prompt = row.get("key"), row.get("prompt")
+        if key is not None and (isinstance(key, bool) or not isinstance(key, int)):
+            raise InputError(str(source), f'"key" must be an integer, got {key!r}', index=where)
+        if prompt is not None and not isinstance(prompt, str):
+            raise InputError(str(source), '"prompt" must be a string', index=where)
+        if key is None and prompt is None:
+            raise InputError(str(source), 'each line needs "key" or "prompt"', index=where)
+        matched = key if key in keys else by_text.get(prompt) if prompt is not None else None
+        if matched is None:
+            unmatched.append({"line": number, "key": key, "prompt": prompt})
+            continue
+        if matched in by_key:
+            raise InputError(str(source), f"second response for key {matched} "
+                             f"(first at line {line_of[matched]})", index=where)
+        by_key[matched] = response
+        line_of[matched] = number
     return Responses(by_key, tuple(unmatched))
 
 

@@ -13,7 +13,8 @@ a 55-entry list of floats by a random n-gram's profile, in pure Python, one text
 * the work: a text stops once its answer can no longer change (after four or more trials, its leading
   language is ahead by more than the trials left can add), which cannot alter the answer;
 * text cleaning and n-gram extraction are langdetect's rules, re-expressed with regexes, counts and a
-  per-word memo; the profiles are langdetect's own factory (its language order is part of the maths).
+  per-word memo; the profiles are langdetect's own, as its factory loads them (its language order is
+  part of the maths), read from a per-user cache after the first load (``langprofiles.py``).
 
 ``tests/test_ifeval_fast_paths.py`` compares the answers with langdetect's on thousands of texts.
 """
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import array
 import collections
-import itertools
 import math
 import random
 import re
@@ -31,9 +31,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from evals import langprofiles
 from validation.errors import MissingDependency
 
-_init_lock = threading.Lock()
+_init_lock = threading.RLock()  # profiles() may load the factory while holding it
 _factory: Any = None
 _block_is_latin_ext_additional: dict[str, bool] = {}
 _LATIN = re.compile("[A-z]")
@@ -66,15 +67,21 @@ def factory() -> Any:
                     from langdetect import DetectorFactory, detector_factory
                 except ImportError as exc:
                     raise MissingDependency("langdetect", "ifeval", "IFEval language checks") from exc
-                DetectorFactory.seed = 0
+                DetectorFactory.seed = langprofiles.SEED
                 detector_factory.init_factory()
                 _factory = detector_factory._factory
     return _factory
 
 
+def profiles() -> Any:
+    """langdetect's profiles (``langprofiles.load``), loaded once per process (thread-safe)."""
+    with _init_lock:
+        return langprofiles.load()
+
+
 def prepare() -> None:
     """Load the profiles and generate the random stream now (before a fork, so a child starts warm)."""
-    factory()
+    profiles()
     _words(1 << 16)
 
 
@@ -119,7 +126,7 @@ def detect_many(texts: Sequence[str]) -> list[str | None]:
     import numpy as np
     from langdetect.detector import Detector
 
-    fac = factory()
+    loaded = profiles()
     results: list[str | None] = [None] * len(texts)
     # langdetect's answer depends on the text only through its n-gram sequence: texts with the same
     # sequence (loose variants often differ only in characters that yield no n-gram) are detected once
@@ -128,7 +135,7 @@ def detect_many(texts: Sequence[str]) -> list[str | None]:
     lengths: list[int] = []
     chunks: list[bytes] = []
     for index, one in enumerate(texts):
-        ids = _ngram_ids(_cleaned(one), fac)
+        ids = _ngram_ids(_cleaned(one), loaded.rows)
         if not ids:
             continue
         row = row_of.get(ids)
@@ -150,7 +157,7 @@ def detect_many(texts: Sequence[str]) -> list[str | None]:
     total = _run_trials(counts, shifts, offsets, flat_ids, profile)
     best = total.argmax(axis=1)  # langdetect's stable descending sort keeps the first of equal ones
     top = total[np.arange(n_rows), best]
-    langs = fac.langlist
+    langs = loaded.langlist
     for r, indices in enumerate(members):
         answer = str(langs[int(best[r])]) if top[r] > Detector.PROB_THRESHOLD else str(Detector.UNKNOWN_LANG)
         for index in indices:
@@ -378,7 +385,7 @@ def _words(needed: int) -> Any:
 
         size = max(needed, 2 * len(_stream) if _stream is not None else 1 << 16)
         rnd = random.Random()
-        rnd.seed(factory().seed)
+        rnd.seed(langprofiles.SEED)
         # getrandbits(32 * size) fills its result from the least significant word up, one MT output each
         raw = rnd.getrandbits(32 * size).to_bytes(4 * size, "little")
         _stream = np.frombuffer(raw, dtype="<u4").astype(np.uint32)
@@ -391,17 +398,13 @@ def _profile_matrix() -> Any:
     import numpy as np
 
     if _matrix is None or len(_matrix) < len(_profile_rows):
-        new = _profile_rows[0 if _matrix is None else len(_matrix):]
-        width = len(new[0])
-        fresh = np.fromiter(itertools.chain.from_iterable(new), dtype=np.float64,
-                            count=len(new) * width).reshape(len(new), width)
+        fresh = profiles().dense(_profile_rows[0 if _matrix is None else len(_matrix):])
         _matrix = fresh if _matrix is None else np.concatenate([_matrix, fresh])
     return _matrix
 
 
-def _ngram_ids(cleaned: str, fac: Any) -> bytes:
-    """Profile row ids of langdetect's n-grams of ``cleaned``, in langdetect's order (int64 bytes)."""
-    known = fac.word_lang_prob_map
+def _ngram_ids(cleaned: str, known: dict[str, int]) -> bytes:
+    """Ids (rows of ``_profile_matrix``) of langdetect's n-grams of ``cleaned``, in its order (int64 bytes)."""
     pieces = cleaned.translate(_normal_table(cleaned)).split(" ")
     last = pieces.pop()
     found = list(map(_ids_spaced.get, pieces))
@@ -415,13 +418,14 @@ def _ngram_ids(cleaned: str, fac: Any) -> bytes:
     return b"".join(found)
 
 
-def _word_ids(word: str, space_follows: bool, known: Any) -> bytes:
+def _word_ids(word: str, space_follows: bool, known: dict[str, int]) -> bytes:
     """Profile row ids of the n-grams langdetect takes from `` word `` (int64 bytes).
 
     langdetect's ``NGram`` buffer restarts after every space, so a word's n-grams depend only on the
     word and on whether a space follows it: each position yields its 1-, 2- and 3-gram ending there
     when the profile knows it, except where it and the previous character are both upper case
-    (langdetect's "capital word" state). Grams the profile lacks are remembered as -1.
+    (langdetect's "capital word" state). Grams the profile lacks are remembered as -1; ``known`` maps
+    each profile n-gram to its profile row.
     """
     if not word:  # only at either end of the text (spaces are collapsed); langdetect yields nothing
         return b""

@@ -27,7 +27,6 @@ _WORD_RE = re.compile(r"\w+")
 _PUNKT_FILES = ("abbrev_types.txt", "collocations.tab", "ortho_context.tab", "sent_starters.txt")
 _lock = threading.Lock()
 _sentbreak_decisions: dict[str, bool] = {}
-_WHITESPACE = " \t\n\r\x0b\x0c"  # string.whitespace, as Punkt's _get_last_whitespace_index tests it
 
 
 def cache_root() -> Path:
@@ -37,10 +36,24 @@ def cache_root() -> Path:
 
 
 def _nltk() -> Any:
+    """NLTK, imported without SciPy when SciPy is not loaded yet.
+
+    ``import nltk`` imports ``nltk.metrics.association``, which imports ``scipy.stats`` (0.6 s, more than
+    scoring 541 responses) for collocation statistics the checkers never use; NLTK itself falls back
+    when SciPy is absent. So SciPy is hidden for the length of that one import and nothing else.
+    """
+    if "nltk" in sys.modules:
+        return sys.modules["nltk"]
+    hidden = "scipy" not in sys.modules
+    if hidden:
+        sys.modules["scipy"] = None  # type: ignore[assignment]  # makes ``import scipy...`` an ImportError
     try:
         import nltk
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
         raise MissingDependency("nltk", "ifeval", "IFEval scoring") from exc
+    finally:
+        if hidden:
+            del sys.modules["scipy"]
     return nltk
 
 
@@ -122,66 +135,18 @@ def count_words(text: str) -> int:
 
 @functools.lru_cache(maxsize=4096)
 def sentences(text: str) -> tuple[str, ...]:
-    """NLTK's English Punkt sentences of ``text`` (what ``nltk.sent_tokenize`` returns).
+    """NLTK's English Punkt sentences of ``text`` (what ``nltk.sent_tokenize`` returns), memoised.
 
-    ``PunktSentenceTokenizer.span_tokenize`` (candidate contexts, break decisions, boundary
-    realignment) transcribed step for step into one function over the same compiled patterns, called
-    without NLTK's per-call timeout wrapper (which only ever raises) and with the break decisions
-    memoised; ``reference_sentences`` is NLTK's own call, kept to prove the two equal in tests.
+    NLTK's own ``PunktTokenizer.tokenize``, with its break decisions memoised per context (see
+    ``_sentence_tokenizer``). A step-for-step transcription of Punkt's splitting used to stand here; the
+    library call costs no measurable whole-process time (BENCHMARKS.md), so the library does it.
     """
-    period_re, realign_re, decide = _punkt_parts()
-    breaks: list[tuple[int, int]] = []
-    last_break = 0
-    previous = None
-    previous_start = previous_stop = 0
-    contexts = []
-    spaces = None
-    for match in period_re.finditer(text):
-        start = match.start()
-        # Punkt's _get_last_whitespace_index(text[previous_stop:start]): the last of the six ASCII
-        # whitespace characters there, 0 when none (or when it is the first character)
-        if spaces is None:
-            spaces = [char for char in _WHITESPACE if char in text]
-        last = max([text.rfind(char, previous_stop, start) for char in spaces], default=-1)
-        if last > previous_stop:
-            after_space = last + 1
-        else:
-            after_space = previous_start
-        if previous is not None and previous_stop <= after_space:
-            contexts.append((previous, text[previous_start:previous_stop] + previous.group()
-                             + previous.group("after_tok")))
-        previous, previous_start, previous_stop = match, after_space, start
-    if previous is not None:
-        contexts.append((previous, text[previous_start:previous_stop] + previous.group()
-                         + previous.group("after_tok")))
-    for match, context in contexts:
-        if decide(context):
-            breaks.append((last_break, match.end()))
-            last_break = match.start("next_tok") if match.group("next_tok") else match.end()
-    breaks.append((last_break, len(text.rstrip())))
-    found = []
-    realign = 0
-    last = len(breaks) - 1
-    for k, (start, stop) in enumerate(breaks):
-        start += realign
-        if k == last:
-            if text[start:stop]:
-                found.append(text[start:stop])
-            continue
-        next_start, next_stop = breaks[k + 1]
-        m = realign_re.match(text[next_start:next_stop])
-        if m:
-            found.append(text[start:next_start + len(m.group(0).rstrip())])
-            realign = m.end()
-        else:
-            realign = 0
-            if text[start:stop]:
-                found.append(text[start:stop])
-    return tuple(found)
+    return tuple(_sentence_tokenizer().tokenize(text))
 
 
 def reference_sentences(text: str) -> list[str]:
     """``nltk.sent_tokenize(text)`` as NLTK computes it (for the equality tests)."""
+    _nltk()
     from nltk.tokenize import sent_tokenize
 
     ensure_punkt()
@@ -189,21 +154,17 @@ def reference_sentences(text: str) -> list[str]:
 
 
 @functools.lru_cache(maxsize=1)
-def _punkt_parts() -> tuple[Any, Any, Any]:
-    """The period-context and realignment patterns (unwrapped) and the memoised break decision."""
-    tokenizer = _sentence_tokenizer()
-    lang_vars = tokenizer._lang_vars
-    period_re = lang_vars.period_context_re()
-    realign_re = lang_vars.re_boundary_realignment
-    return (getattr(period_re, "_rx", period_re), getattr(realign_re, "_rx", realign_re),
-            tokenizer.text_contains_sentbreak)
+def _period_context_re() -> Any:
+    """Punkt's period-context pattern (unwrapped from NLTK's timeout wrapper where it has one)."""
+    period_re = _sentence_tokenizer()._lang_vars.period_context_re()
+    return getattr(period_re, "_rx", period_re)
 
 
 @functools.lru_cache(maxsize=4096)
 def max_sentences(text: str) -> int:
     """An upper bound of ``count_sentences(text)``: Punkt breaks only at candidate contexts (matches of
     its period-context pattern, each giving at most one break), and realignment never adds a sentence."""
-    period_re = _punkt_parts()[0]
+    period_re = _period_context_re()
     return 1 + sum(1 for _ in period_re.finditer(text))
 
 
@@ -215,34 +176,20 @@ def count_sentences(text: str) -> int:
 
 @functools.lru_cache(maxsize=16384)
 def _treebank(sentence: str) -> tuple[str, ...]:
-    """``NLTKWordTokenizer.tokenize(sentence)`` (word_tokenize's tokenizer, default options).
+    """``NLTKWordTokenizer.tokenize(sentence)``: what ``word_tokenize`` applies to each Punkt sentence.
 
-    Its substitutions, in its order, over the same compiled patterns, called without NLTK's per-call
-    timeout wrapper (which only ever raises).
+    NLTK's own tokenizer, memoised per sentence (loose variants share most sentences); a transcription
+    of its substitutions used to stand here and bought no measurable whole-process time.
     """
-    head, tail = _treebank_steps()
-    for pattern, substitution in head:
-        sentence = pattern.sub(substitution, sentence)
-    sentence = " " + sentence + " "
-    for pattern, substitution in tail:
-        sentence = pattern.sub(substitution, sentence)
-    return tuple(sentence.split())
+    return tuple(_treebank_tokenizer().tokenize(sentence))
 
 
 @functools.lru_cache(maxsize=1)
-def _treebank_steps() -> tuple[list[tuple[Any, str]], list[tuple[Any, str]]]:
-    from nltk.tokenize import _treebank_word_tokenizer as tokenizer
+def _treebank_tokenizer() -> Any:
+    _nltk()
+    from nltk.tokenize import _treebank_word_tokenizer
 
-    def raw(pattern: Any) -> Any:
-        return getattr(pattern, "_rx", pattern)
-
-    head = [(raw(p), s) for p, s in tokenizer.STARTING_QUOTES] + [(raw(p), s) for p, s in tokenizer.PUNCTUATION]
-    head += [(raw(tokenizer.PARENS_BRACKETS[0]), tokenizer.PARENS_BRACKETS[1]),
-             (raw(tokenizer.DOUBLE_DASHES[0]), tokenizer.DOUBLE_DASHES[1])]
-    tail = [(raw(p), s) for p, s in tokenizer.ENDING_QUOTES]
-    tail += [(raw(p), r" \1 \2 ") for p in tokenizer.CONTRACTIONS2]
-    tail += [(raw(p), r" \1 \2 ") for p in tokenizer.CONTRACTIONS3]
-    return head, tail
+    return _treebank_word_tokenizer
 
 
 # A whitespace chunk of ASCII letters with only brackets and quotes before and only sentence

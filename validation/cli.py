@@ -23,6 +23,11 @@ COMMAND_MODULES = (
     "properties.cli",
 )
 
+# Commands whose module is known up front: ``dsa-validate ifeval ...`` imports only evals.cli, not every
+# module above (numpy, hypothesis, Paddle probes), so a scoring run pays only for what it uses. Every
+# other command, and ``--help``, still assembles the whole parser from COMMAND_MODULES.
+DIRECT_COMMANDS = {"ifeval": "evals.cli"}
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse parser whose usage errors are one line plus exit 2 (argparse's own default is 2 too)."""
@@ -31,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="dsa-validate",
         description="Validate FastDeploy's DSA slot mapping bit for bit, and score IFEval runs.",
@@ -41,13 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name in COMMAND_MODULES:
+    for name in modules:
         importlib.import_module(name).register(sub)
     return parser
 
 
+def _modules_for(argv: Sequence[str]) -> Sequence[str]:
+    """Only the module of a command named first (see DIRECT_COMMANDS), else all of them."""
+    module = DIRECT_COMMANDS.get(argv[0]) if argv else None
+    return (module,) if module in COMMAND_MODULES else COMMAND_MODULES
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_modules_for(argv))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
