@@ -1,88 +1,198 @@
-"""``dsa-validate run``: the main job on its embedded defaults, offline.
+"""``dsa-validate run``: the pre-merge verdict on its embedded defaults, offline.
 
-One command a new user (or a nightly job) runs to see the whole suite work: the shipped bug-class
-states triaged, the property suite under the ``ci`` profile, and the IFEval scorer on the
-self-written sample, checked against its hand-written verdicts. Exit 1 if any part finds a
-regression or disagrees; the mutation score is its own command (``dsa-validate mutants``).
+Five parts, each of which must hold for exit 0:
+1. the shipped bug-class states, triaged baseline vs candidate;
+2. the property suite under the ``ci`` profile (hypothesis, scheduler-modelled states);
+3. the mutant table: every seeded bug must be killed, or the suite has lost its power;
+4. ``e2e``: a real small model whose caches are written through the slots under test, baseline vs candidate
+   vs the oracle, logits bit for bit;
+5. IFEval before/after through two OpenAI-compatible servers (embedded, or ``--before-url``/``--after-url``),
+   compared with ``--expect-identical``.
+Then one summary in the table form a PR carries, and a verdict. A part that could not run (a missing extra or
+weights package) is listed as skipped with its reason and the verdict says INCOMPLETE (exit 1), unless
+``--allow-skips``: a skip is never counted as a pass. Parts 4 and 5 live in ``evals.premerge`` and are
+imported only when they run, so the floor imports nothing above it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from validation import compare, seam
 from validation.commands import add_impl_options
+from validation.errors import InputError
 from validation.state import BatchState
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+PARTS = ("states", "fuzz", "mutants", "e2e", "ifeval")
+TITLES = {"states": "shipped bug-class states", "fuzz": "property suite", "mutants": "mutation score",
+          "e2e": "end to end (e2e)", "ifeval": "IFEval before/after"}
+
+
+@dataclass
+class Part:
+    """One part's outcome: ``held``, ``FAILED`` or ``skipped`` (with its reason), and what a reviewer reads."""
+
+    name: str
+    status: str
+    headline: str
+    lines: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @classmethod
+    def skipped(cls, name: str, reason: str) -> Part:
+        return cls(name, "skipped", reason)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"part": self.name, "status": self.status, "headline": self.headline, "lines": self.lines,
+                "seconds": round(self.seconds, 1)}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser(
-        "run", help="the main job: shipped states, fuzzing (ci profile), IFEval sample",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="exit status: 0 all clear, 1 a regression or a failed check, 2 bad input\n"
-        "example:\n  dsa-validate run\n  dsa-validate run --candidate my_kernel.py:Slots --profile dev")
+        "run", help="the pre-merge verdict: states, fuzzing, mutants, e2e, IFEval before/after",
+        formatter_class=argparse.RawDescriptionHelpFormatter, description=__doc__.split("\n\n")[1],
+        epilog="exit status: 0 every part held, 1 a part failed (or was skipped, without --allow-skips), "
+        "2 bad input\nexamples:\n  dsa-validate run\n  dsa-validate run --candidate my_kernel.py:Slots --parts states,fuzz\n"
+        "  dsa-validate run --parts ifeval --before-url http://a:8188/v1 --after-url http://b:8188/v1 --full")
     run.add_argument("--baseline", default="legacy", help="reference side (default: legacy)")
     run.add_argument("--candidate", default="single_step", help="side under test (default: single_step)")
     run.add_argument("--profile", default="ci", choices=("dev", "ci", "nightly"), help="fuzzing profile (default: ci)")
     run.add_argument("--no-known", action="store_true", help="fail on findings recorded in fixtures/known_findings.json")
+    run.add_argument("--parts", default=",".join(PARTS), metavar="P,P", help=f"parts to run (default: all of {','.join(PARTS)})")
+    run.add_argument("--before-url", metavar="URL", help="IFEval 'before' server (OpenAI-compatible base URL, .../v1)")
+    run.add_argument("--after-url", metavar="URL", help="IFEval 'after' server")
+    run.add_argument("--model", help="model name to ask the URL servers for (default: the first each lists)")
+    run.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the servers' API key")
+    run.add_argument("--full", action="store_true", help="IFEval on all prompts, not the fixed subset")
+    run.add_argument("--max-tokens", type=int, metavar="N", help="IFEval answer length cap (embedded default: 64)")
+    run.add_argument("--data", metavar="PATH", help="IFEval prompts (default: $DSA_IFEVAL_DATA, ../shared/ifeval, "
+                     "else the shipped sample)")
+    run.add_argument("--out", type=Path, metavar="DIR", help="where the IFEval runs are kept "
+                     "(default: .dsa/run/<UTC time>)")
+    run.add_argument("--allow-skips", action="store_true", help="exit 0 even if a part was skipped")
+    run.add_argument("--json", type=Path, metavar="FILE", help="also write the summary as JSON")
     add_impl_options(run)
     run.set_defaults(func=run_main_job)
 
 
-def triage_shipped_states(baseline: str, candidate: str, backend: str, layers: int) -> int:
-    """Triage every shipped state; print one summary line each; return the worst exit code."""
-    base = seam.resolve(baseline, backend=backend, num_layers=layers, field_name="baseline")
-    cand = seam.resolve(candidate, backend=backend, num_layers=layers, field_name="candidate")
-    worst = 0
-    for path in sorted((FIXTURES / "states").glob("*.json")):
-        report = compare.compare_state(BatchState.from_json(path), base, cand, layers)
-        print(f"  {report.summary()}")
+def selected_parts(text: str) -> list[str]:
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    for i, name in enumerate(names):
+        if name not in PARTS:
+            raise InputError(f"--parts[{i}]", f"unknown part {name!r} (one of {', '.join(PARTS)})")
+    if not names:
+        raise InputError("--parts", "names no part")
+    return [p for p in PARTS if p in names]
+
+
+def states_part(args: argparse.Namespace) -> Part:
+    """Triage every shipped state; one summary line each."""
+    base = seam.resolve(args.baseline, backend=args.backend, num_layers=args.layers, field_name="baseline")
+    cand = seam.resolve(args.candidate, backend=args.backend, num_layers=args.layers, field_name="candidate")
+    lines, worst, counts = [], 0, {"REGRESSION": 0, "SHARED-BUG": 0, "FIX": 0}
+    paths = sorted((FIXTURES / "states").glob("*.json"))
+    for path in paths:
+        report = compare.compare_state(BatchState.from_json(path), base, cand, args.layers)
+        lines.append(report.summary())
         worst = max(worst, report.exit_code())
-    return worst
+        for verdict in counts:
+            counts[verdict] += report.counts[verdict]
+    head = f"{len(paths)} states, elements: " + ", ".join(f"{n} {v}" for v, n in counts.items())
+    return Part("states", "held" if worst == 0 else "FAILED", head, lines)
 
 
-def fuzz(args: argparse.Namespace) -> int:
+def fuzz_part(args: argparse.Namespace) -> Part:
     from properties.cli import render  # noqa: PLC0415 - the property suite loads hypothesis strategies
     from properties.runner import run_fuzz  # noqa: PLC0415
 
     result = run_fuzz(args.baseline, args.candidate, profile=args.profile, backend=args.backend,
                       progress=lambda line: print(f"  {line}", flush=True), use_known=not args.no_known)
-    print("\n".join(f"  {line}" for line in render(result).splitlines()))
-    return result.exit_code
+    lines = render(result).splitlines()
+    head = f"profile {args.profile}: {result.examples} states, exit {result.exit_code}"
+    return Part("fuzz", "held" if result.exit_code == 0 else "FAILED", head, lines)
 
 
-def ifeval_sample() -> int:
-    """Score the shipped sample and hold it to its hand-written verdicts."""
-    from evals import cli, data  # noqa: PLC0415 - needs the ifeval extra
+def mutants_part(args: argparse.Namespace) -> Part:
+    from properties.mutation import catalogue_specs, run_mutants, score  # noqa: PLC0415
+    from properties.mutation_cli import render  # noqa: PLC0415
 
-    prompts, responses = data.sample_paths()
-    report = cli.run_ifeval(responses, prompts)
-    print("\n".join(f"  {line}" for line in cli.format_table(report).splitlines()))
-    expected = json.loads((FIXTURES / "ifeval" / "sample_expected.json").read_text())["verdicts"]
-    wrong = [
-        f"{d['key']}"
-        for d in report["details"]
-        if expected[str(d["key"])] != {"strict": [i["strict"] for i in d["instructions"]],
-                                       "loose": [i["loose"] for i in d["instructions"]]}
-    ]
-    if wrong:
-        print(f"  sample verdicts differ from the hand-written ones for keys: {', '.join(wrong)}")
-        return 1
-    print(f"  all {len(report['details'])} sample prompts scored as hand-written")
-    return 0
+    outcomes = run_mutants(catalogue_specs(), progress=lambda line: print(f"  {line}", flush=True),
+                           profile="ci", backend=args.backend, check_baseline=False)
+    summary = score(outcomes)
+    head = (f"{summary['killed']}/{summary['mutants']} seeded bugs killed, median "
+            f"{summary['median_examples_to_kill']} examples / {summary['median_seconds_to_kill']} s to the kill")
+    if summary["survivors"]:
+        head += f"; SURVIVED: {', '.join(summary['survivors'])}"
+    return Part("mutants", "FAILED" if summary["survivors"] else "held", head, render(outcomes, summary).splitlines())
+
+
+def e2e_part(args: argparse.Namespace) -> Part:
+    from evals.premerge import e2e_part as run  # noqa: PLC0415 - the engine needs Paddle and the weights
+
+    return run(args.baseline, args.candidate)
+
+
+def ifeval_part(args: argparse.Namespace) -> Part:
+    from evals.premerge import IFEvalOptions, ifeval_part as run  # noqa: PLC0415
+
+    return run(IFEvalOptions(args.baseline, args.candidate, args.out, args.before_url, args.after_url, args.model,
+                             args.api_key_env, args.full, args.max_tokens, data=args.data))
+
+
+RUNNERS: dict[str, Callable[[argparse.Namespace], Part]] = {
+    "states": states_part, "fuzz": fuzz_part, "mutants": mutants_part, "e2e": e2e_part, "ifeval": ifeval_part}
 
 
 def run_main_job(args: argparse.Namespace) -> int:
-    print(f"== 1/3 shipped bug-class states: {args.baseline} vs {args.candidate}")
-    codes = [triage_shipped_states(args.baseline, args.candidate, args.backend, args.layers)]
-    print(f"== 2/3 property suite, profile {args.profile}: {args.baseline} vs {args.candidate}")
-    codes.append(fuzz(args))
-    print("== 3/3 IFEval scorer on the shipped sample")
-    codes.append(ifeval_sample())
-    verdict = "all clear" if max(codes) == 0 else "FAILED"
-    print(f"== {verdict} (states {codes[0]}, fuzz {codes[1]}, ifeval {codes[2]})")
-    return max(codes)
+    parts = selected_parts(args.parts)
+    if args.max_tokens is not None and args.max_tokens < 1:
+        raise InputError("--max-tokens", f"must be >= 1, got {args.max_tokens}")
+    if bool(args.before_url) != bool(args.after_url):
+        raise InputError("--before-url/--after-url", "give both, or neither for the embedded servers")
+    if args.out is None:
+        args.out = Path(".dsa/run") / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    outcomes: list[Part] = []
+    for i, name in enumerate(parts, 1):
+        print(f"== {i}/{len(parts)} {TITLES[name]}: {args.baseline} vs {args.candidate}", flush=True)
+        started = time.monotonic()
+        part = RUNNERS[name](args)
+        part.seconds = part.seconds or time.monotonic() - started
+        for line in part.lines:
+            print(f"  {line}")
+        print(f"  -> {part.status}: {part.headline}", flush=True)
+        outcomes.append(part)
+    print(summary(outcomes, args))
+    if args.json:
+        args.json.write_text(json.dumps({"verdict": verdict(outcomes, args.allow_skips)[0],
+                                         "parts": [p.to_dict() for p in outcomes]}, indent=1) + "\n")
+    return verdict(outcomes, args.allow_skips)[1]
+
+
+def verdict(outcomes: list[Part], allow_skips: bool) -> tuple[str, int]:
+    if any(p.status == "FAILED" for p in outcomes):
+        return "FAILED", 1
+    if any(p.status == "skipped" for p in outcomes):
+        return ("PASSED with parts skipped", 0) if allow_skips else ("INCOMPLETE (a part was skipped)", 1)
+    return "PASSED", 0
+
+
+def summary(outcomes: list[Part], args: argparse.Namespace) -> str:
+    """The table a reviewer pastes into the PR."""
+    rows = [f"\n## dsa-validation: {args.baseline} -> {args.candidate}", "",
+            "| part | result | time | detail |", "|---|---|---:|---|"]
+    for p in outcomes:
+        rows.append(f"| {TITLES[p.name]} | {p.status} | {p.seconds:.0f} s | {p.headline} |")
+    ifeval = next((p for p in outcomes if p.name == "ifeval" and p.status != "skipped"), None)
+    if ifeval:
+        rows += ["", "IFEval (Before = baseline, After = candidate):", ""]
+        rows += [line for line in ifeval.lines if line.startswith("|")]
+    word, code = verdict(outcomes, args.allow_skips)
+    rows += ["", f"verdict: {word} (exit {code}; {sum(p.seconds for p in outcomes):.0f} s in all)"]
+    return "\n".join(rows)
