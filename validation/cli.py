@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "evals.cli",
     "properties.mutation_cli",
     "properties.cli",
+    "evals.engine.serve_cli",
 )
 
 

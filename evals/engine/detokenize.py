@@ -1,0 +1,55 @@
+"""Incremental detokenization with OpenAI ``stop`` strings, for the server's responses.
+
+The engine hands out token ids a step at a time; a client wants text. Byte-level BPE can end a step in the middle of
+a UTF-8 character, and a stop string can straddle two steps, so the text is decoded from all ids each time and only
+the part that can no longer change (or be cut by a stop string) is released. When a stop string appears, the text is
+cut just before it and the request is marked stopped: the caller then aborts it in the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+_REPLACEMENT = "\ufffd"  # what a decoder yields for an incomplete UTF-8 tail
+
+
+class IncrementalText:
+    """The text of one completion, released in deltas that are final."""
+
+    def __init__(self, decode: Callable[[list[int]], str], stop: Sequence[str] = ()) -> None:
+        self._decode = decode
+        self._stop = tuple(s for s in stop if s)
+        self._holdback = max((len(s) for s in self._stop), default=1) - 1
+        self._ids: list[int] = []
+        self._released = 0  # characters of text already handed out
+        self._searched = 0  # text before this index holds no stop string start that could still complete
+        self.text = ""
+        self.stopped = False
+
+    def feed(self, new_ids: Sequence[int], final: bool = False) -> str:
+        """Add a step's ids; return the text newly safe to send (everything left when ``final`` or stopped)."""
+        if self.stopped:
+            return ""
+        self._ids.extend(int(i) for i in new_ids)
+        text = self._decode(self._ids)
+        if not final:
+            text = text.rstrip(_REPLACEMENT)  # the character may complete next step
+        cut = self._find_stop(text)
+        if cut is not None:
+            text, self.stopped = text[:cut], True
+        self.text = text
+        if final or self.stopped:
+            end = len(text)
+        else:
+            end = max(self._released, len(text) - self._holdback)
+        delta = text[self._released:end]
+        self._released = end
+        return delta
+
+    def _find_stop(self, text: str) -> int | None:
+        if not self._stop:
+            return None
+        start = max(0, self._searched - self._holdback)
+        hits = [i for i in (text.find(s, start) for s in self._stop) if i >= 0]
+        self._searched = len(text)
+        return min(hits) if hits else None
