@@ -2,8 +2,9 @@
 
 The engine hands out token ids a step at a time; a client wants text. Byte-level BPE can end a step in the middle of
 a UTF-8 character, and a stop string can straddle two steps, so the text is decoded from all ids each time and only
-the part that can no longer change (or be cut by a stop string) is released. When a stop string appears, the text is
-cut just before it and the request is marked stopped: the caller then aborts it in the engine.
+the part that can no longer change is released: a UTF-8 tail waits for its character to complete, a tail that
+starts a stop string waits to see whether the stop string completes. When one appears, the text is cut just before
+it and the request is marked stopped: the caller then aborts it in the engine.
 """
 
 from __future__ import annotations
@@ -40,11 +41,15 @@ class IncrementalText:
         self.text = text
         if final or self.stopped:
             end = len(text)
-        else:
-            end = max(self._released, len(text) - self._holdback)
+        else:  # hold back only a tail that could still grow into a stop string
+            end = max(self._released, len(text) - self._partial_stop(text))
         delta = text[self._released:end]
         self._released = end
         return delta
+
+    def _partial_stop(self, text: str) -> int:
+        """Length of the longest tail of ``text`` that is a proper prefix of a stop string."""
+        return max((k for s in self._stop for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
 
     def _find_stop(self, text: str) -> int | None:
         if not self._stop:
