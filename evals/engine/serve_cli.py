@@ -44,6 +44,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--port", type=_port, default=8188, help="port (default: 8188; 0 picks a free one)")
     parser.add_argument("--api-key-env", metavar="VAR",
                         help="require 'Authorization: Bearer <key>', the key read from environment variable VAR")
+    parser.add_argument("--max-num-seqs", type=_positive("--max-num-seqs"), default=32,
+                        help="requests batched in one step (default: 32)")
+    parser.add_argument("--max-num-batched-tokens", type=_positive("--max-num-batched-tokens"), default=None,
+                        help="tokens per step, prefill chunks included (default: the engine's)")
     parser.add_argument("--model-name", help="name to serve the model under (default: smollm2-135m-dsa-<slot-mapping>)")
     parser.set_defaults(func=_serve)
 
@@ -70,6 +74,13 @@ def _port(text: str) -> int:
     return value
 
 
+def _engine_options(args: argparse.Namespace) -> dict[str, int]:
+    options = {"max_num_seqs": args.max_num_seqs}
+    if args.max_num_batched_tokens is not None:
+        options["max_num_batched_tokens"] = args.max_num_batched_tokens
+    return options
+
+
 def _serve(args: argparse.Namespace) -> int:
     for module, package in (("fastapi", "fastapi"), ("uvicorn", "uvicorn"), ("paddle", "paddlepaddle")):
         if importlib.util.find_spec(module) is None:
@@ -83,7 +94,7 @@ def _serve(args: argparse.Namespace) -> int:
             raise InputError("--api-key-env", f"environment variable {args.api_key_env} is unset or empty")
     config = ServerConfig(slot_mapping=args.slot_mapping, block_size=args.block_size, padding=args.padding,
                           top_k=args.top_k, host=args.host, port=args.port, api_key=api_key,
-                          model_name=args.model_name)
+                          model_name=args.model_name, engine_options=_engine_options(args))
     if not is_loopback(args.host):
         print(f"warning: binding {args.host}:{args.port}: the server is reachable from other machines"
               + ("" if api_key else " and requires no API key (--api-key-env)"), file=sys.stderr)

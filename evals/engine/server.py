@@ -134,7 +134,7 @@ def create_app(config: ServerConfig, engine: Any, tokenizer: Any) -> Any:
 
     model_name = config.served_model
     fingerprint = f"dsa-{config.slot_mapping}-bs{config.block_size}-{config.padding}"
-    context_len = _context_length(engine)
+    context_len = int(engine.max_model_len)
     runner = EngineThread(engine, tokenizer.decode, tokenizer.stop_token_ids)
     app = FastAPI(title="dsa-validation engine server", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine_thread = runner
@@ -169,25 +169,26 @@ def create_app(config: ServerConfig, engine: Any, tokenizer: Any) -> Any:
             raise _APIError(404, f"The model '{name}' does not exist; this server serves '{model_name}'.",
                             param="model", code="model_not_found")
 
-    async def start(prompt_ids: list[int], limit: int | None, body: Any) -> RequestHandle:
+    async def start(prompt_ids: list[int], limit: int | None, body: Any, prompt_field: str) -> RequestHandle:
         if not prompt_ids:
-            raise _APIError(400, "The prompt is empty.", param="prompt")
-        if context_len is not None:
-            room = context_len - len(prompt_ids)
-            if room < 1 or (limit is not None and limit > room):
-                asked = f" + {limit} completion tokens" if limit is not None else ""
-                raise _APIError(400, f"This model's maximum context length is {context_len} tokens; the request has "
-                                     f"{len(prompt_ids)} prompt tokens{asked}.", param="max_tokens",
-                                code="context_length_exceeded")
-            limit = room if limit is None else limit
-        handle = RequestHandle(prompt_ids, limit if limit is not None else 256, body.stop_strings(), body.seed)
+            raise _APIError(400, f"'{prompt_field}': the prompt is empty.", param=prompt_field)
+        room = context_len - len(prompt_ids)
+        if room < 1:
+            raise _APIError(400, f"This model's maximum context length is {context_len} tokens; the prompt has "
+                                 f"{len(prompt_ids)}.", param=prompt_field, code="context_length_exceeded")
+        if limit is not None and limit > room:
+            raise _APIError(400, f"This model's maximum context length is {context_len} tokens; the request asks "
+                                 f"for {len(prompt_ids)} prompt + {limit} completion tokens.", param="max_tokens",
+                            code="context_length_exceeded")
+        limit = room if limit is None else limit
+        handle = RequestHandle(prompt_ids, limit, body.stop_strings(), body.seed)
         try:
             return await runner.submit(handle)
         except QueueFull as exc:
             raise _APIError(503, f"The engine is full, retry later ({exc}).", "server_error", code="server_overloaded",
                             headers={"Retry-After": "1"}) from None
         except ValueError as exc:
-            raise _APIError(400, str(exc), param="prompt") from None
+            raise _APIError(400, str(exc), param=prompt_field) from None
         except RuntimeError as exc:
             raise _APIError(503, str(exc), "server_error", code="shutting_down") from None
 
@@ -259,7 +260,7 @@ def create_app(config: ServerConfig, engine: Any, tokenizer: Any) -> Any:
         messages = [{"role": m.role if m.role != "developer" else "system", "content": m.text()}
                     for m in body.messages]
         prompt_ids = tokenizer.encode(_chat_prompt(tokenizer, messages))
-        handle = await start(prompt_ids, body.token_limit(), body)
+        handle = await start(prompt_ids, body.token_limit(), body, "messages")
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return await respond(request, handle, _Completion(True, model_name), body.stream, include_usage)
 
@@ -272,7 +273,7 @@ def create_app(config: ServerConfig, engine: Any, tokenizer: Any) -> Any:
         vocab = _vocab_size(tokenizer)
         if vocab is not None and any(not 0 <= t < vocab for t in prompt_ids):
             raise _APIError(400, f"'prompt': token ids must lie in [0, {vocab})", param="prompt")
-        handle = await start(prompt_ids, body.token_limit(), body)
+        handle = await start(prompt_ids, body.token_limit(), body, "prompt")
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return await respond(request, handle, _Completion(False, model_name), body.stream, include_usage)
 
@@ -284,15 +285,6 @@ _GONE = object()  # event a disconnect watcher posts to end its request's wait
 
 def _chat_prompt(tokenizer: Any, messages: list[dict]) -> str:
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True)
-
-
-def _context_length(engine: Any) -> int | None:
-    for owner in (engine, getattr(engine, "config", None)):
-        for name in ("max_model_len", "context_length", "max_context"):
-            value = getattr(owner, name, None)
-            if isinstance(value, int) and value > 0:
-                return value
-    return None
 
 
 def _vocab_size(tokenizer: Any) -> int | None:
