@@ -298,3 +298,35 @@ def test_serve_command_rejects_bad_flags_in_one_line() -> None:
         assert done.returncode == 2, done.stderr
         assert needle in done.stderr and "Traceback" not in done.stderr
         assert len(done.stderr.strip().splitlines()) <= 3
+
+
+@pytest.fixture(scope="module")
+def failing_server() -> Iterator:
+    from pathlib import Path
+
+    impl = f"{Path(__file__).with_name('server_faulty_impl.py')}:FailsPastPosition"
+    config, running = _start(slot_mapping=impl)
+    yield running
+    running.stop()
+
+
+def test_an_engine_failure_answers_500_or_a_stream_error_and_frees_the_request(failing_server) -> None:
+    from tests.server_faulty_impl import FAIL_AT, PAST_ANY_CACHE
+
+    server = failing_server
+    client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0, timeout=120)
+    model = client.models.list().data[0].id
+    initial = server.engine.allocator.num_blocks
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.completions.create(model=model, prompt=PROMPT, max_tokens=FAIL_AT + 8)
+    assert caught.value.body["code"] == "engine_error"
+    message = caught.value.body["message"]
+    assert message.startswith("engine step failed") and str(PAST_ANY_CACHE) in message  # names the bad slot
+    assert _wait_for(lambda: _free_blocks(server) == initial)
+    with pytest.raises(openai.APIError, match="engine step failed"):
+        for _ in client.completions.create(model=model, prompt=PROMPT, max_tokens=FAIL_AT + 8, stream=True):
+            pass
+    assert _wait_for(lambda: _free_blocks(server) == initial)
+    # the server keeps serving requests the faulty mapping gets right
+    reply = client.completions.create(model=model, prompt=PROMPT, max_tokens=4)
+    assert reply.usage.completion_tokens == 4
