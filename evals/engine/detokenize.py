@@ -1,10 +1,13 @@
 """Incremental detokenization with OpenAI ``stop`` strings, for the server's responses.
 
 The engine hands out token ids a step at a time; a client wants text. Byte-level BPE can end a step in the middle of
-a UTF-8 character, and a stop string can straddle two steps, so the text is decoded from all ids each time and only
-the part that can no longer change is released: a UTF-8 tail waits for its character to complete, a tail that
+a UTF-8 character, and a stop string can straddle two steps, so only the part of the text that can no longer change
+is released: a UTF-8 tail waits for its character to complete, a tail that
 starts a stop string waits to see whether the stop string completes. When one appears, the text is cut just before
 it and the request is marked stopped: the caller then aborts it in the engine.
+
+Each step decodes only the ids since the text last ended on a whole character (byte-level BPE decodes a
+concatenation of complete-character runs to the concatenation of their texts), so a long answer costs linear time.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ class IncrementalText:
         self._stop = tuple(s for s in stop if s)
         self._holdback = max((len(s) for s in self._stop), default=1) - 1
         self._ids: list[int] = []
+        self._settled_ids = 0  # ids whose text ended on a whole character: decoded once, kept in _settled_text
+        self._settled_text = ""
         self._released = 0  # characters of text already handed out
         self._searched = 0  # text before this index holds no stop string start that could still complete
         self.text = ""
@@ -32,7 +37,10 @@ class IncrementalText:
         if self.stopped:
             return ""
         self._ids.extend(int(i) for i in new_ids)
-        text = self._decode(self._ids)
+        tail = self._decode(self._ids[self._settled_ids:])
+        text = self._settled_text + tail
+        if not tail.endswith(_REPLACEMENT):
+            self._settled_ids, self._settled_text = len(self._ids), text
         if not final:
             text = text.rstrip(_REPLACEMENT)  # the character may complete next step
         cut = self._find_stop(text)
