@@ -330,3 +330,30 @@ def test_an_engine_failure_answers_500_or_a_stream_error_and_frees_the_request(f
     # the server keeps serving requests the faulty mapping gets right
     reply = client.completions.create(model=model, prompt=PROMPT, max_tokens=4)
     assert reply.usage.completion_tokens == 4
+
+
+def test_a_full_engine_answers_503_with_retry_after_and_the_rest_still_complete(server) -> None:
+    from evals.engine.engine import Engine, EngineConfig
+    from evals.engine.server import ServerConfig, start_in_thread
+
+    options = {**ENGINE_OPTIONS, "max_num_seqs": 1, "max_waiting": 2}
+    engine = Engine(EngineConfig(slot_mapping="single_step", block_size=16, padding="capture", **options),
+                    model=server.engine.model)
+    tiny = start_in_thread(ServerConfig(port=0, block_size=16, engine_options=options), engine=engine)
+    try:
+        async def burst():
+            async with httpx.AsyncClient(base_url=tiny.base_url, timeout=120) as http:
+                return await asyncio.gather(*[http.post("/completions", json={"prompt": f"{PROMPT} {i}",
+                                                                              "max_tokens": 4}) for i in range(8)])
+
+        responses = asyncio.run(burst())
+    finally:
+        tiny.stop()
+    codes = sorted(r.status_code for r in responses)
+    assert 503 in codes and 200 in codes, codes
+    for r in responses:
+        if r.status_code == 503:
+            assert r.headers["retry-after"] == "1"
+            assert r.json()["error"]["code"] == "server_overloaded"
+        else:
+            assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 4
