@@ -13,7 +13,7 @@ import numpy as np
 
 from validation.oracle import Oracle
 
-FAIL_AT = 24
+FAIL_AT = 12
 PAST_ANY_CACHE = 1 << 40
 
 

@@ -42,13 +42,18 @@ def _weights_or_skip() -> None:
         pytest.skip(f"the SmolLM2 weights are not available: {exc}")
 
 
-def _start(**overrides):
+def _start(model=None, **overrides):
+    """A server on a free loopback port; ``model`` shares an already loaded model (the engine is new)."""
+    from evals.engine.engine import Engine, EngineConfig
     from evals.engine.server import ServerConfig, start_in_thread
 
     _weights_or_skip()
-    config = ServerConfig(slot_mapping="single_step", block_size=16, padding="capture", port=0,
-                          engine_options=dict(ENGINE_OPTIONS), **overrides)
-    return config, start_in_thread(config)
+    settings = dict(slot_mapping="single_step", block_size=16, padding="capture", port=0,
+                    engine_options=dict(ENGINE_OPTIONS))
+    config = ServerConfig(**{**settings, **overrides})
+    engine = Engine(EngineConfig(slot_mapping=config.slot_mapping, block_size=config.block_size,
+                                 padding=config.padding, **config.engine_options), model=model)
+    return config, start_in_thread(config, engine=engine)
 
 
 @pytest.fixture(scope="module")
@@ -129,18 +134,18 @@ def test_max_tokens_ends_a_completion_with_length(client, model) -> None:
 
 
 def test_greedy_answers_repeat_and_streaming_text_equals_non_streaming(client, model) -> None:
-    first = client.completions.create(model=model, prompt=PROMPT, max_tokens=8, temperature=0.7)
-    again = client.completions.create(model=model, prompt=PROMPT, max_tokens=8, seed=123)
+    first = client.completions.create(model=model, prompt=PROMPT, max_tokens=6, temperature=0.7)
+    again = client.completions.create(model=model, prompt=PROMPT, max_tokens=6, seed=123)
     assert first.choices[0].text == again.choices[0].text
-    chunks = list(client.completions.create(model=model, prompt=PROMPT, max_tokens=8, stream=True,
+    chunks = list(client.completions.create(model=model, prompt=PROMPT, max_tokens=6, stream=True,
                                             stream_options={"include_usage": True}))
     streamed = "".join(c.choices[0].text for c in chunks if c.choices)
     assert streamed == first.choices[0].text
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
-    assert chunks[-1].usage.completion_tokens == 8
+    assert chunks[-1].usage.completion_tokens == 6
 
-    chat = client.chat.completions.create(model=model, messages=CHAT, max_tokens=8)
-    chat_chunks = list(client.chat.completions.create(model=model, messages=CHAT, max_tokens=8, stream=True))
+    chat = client.chat.completions.create(model=model, messages=CHAT, max_tokens=6)
+    chat_chunks = list(client.chat.completions.create(model=model, messages=CHAT, max_tokens=6, stream=True))
     assert chat_chunks[0].choices[0].delta.role == "assistant"
     assert "".join(c.choices[0].delta.content or "" for c in chat_chunks) == chat.choices[0].message.content
     assert chat_chunks[-1].choices[0].finish_reason == chat.choices[0].finish_reason
@@ -245,8 +250,8 @@ def test_a_client_that_disconnects_mid_request_frees_its_blocks(server, model) -
 
 
 @pytest.fixture(scope="module")
-def keyed_server() -> Iterator:
-    config, running = _start(api_key="s3cret-key")
+def keyed_server(server) -> Iterator:
+    config, running = _start(server.engine.model, api_key="s3cret-key")
     yield running
     running.stop()
 
@@ -301,11 +306,11 @@ def test_serve_command_rejects_bad_flags_in_one_line() -> None:
 
 
 @pytest.fixture(scope="module")
-def failing_server() -> Iterator:
+def failing_server(server) -> Iterator:
     from pathlib import Path
 
     impl = f"{Path(__file__).with_name('server_faulty_impl.py')}:FailsPastPosition"
-    config, running = _start(slot_mapping=impl)
+    config, running = _start(server.engine.model, slot_mapping=impl)
     yield running
     running.stop()
 
@@ -333,13 +338,7 @@ def test_an_engine_failure_answers_500_or_a_stream_error_and_frees_the_request(f
 
 
 def test_a_full_engine_answers_503_with_retry_after_and_the_rest_still_complete(server) -> None:
-    from evals.engine.engine import Engine, EngineConfig
-    from evals.engine.server import ServerConfig, start_in_thread
-
-    options = {**ENGINE_OPTIONS, "max_num_seqs": 1, "max_waiting": 2}
-    engine = Engine(EngineConfig(slot_mapping="single_step", block_size=16, padding="capture", **options),
-                    model=server.engine.model)
-    tiny = start_in_thread(ServerConfig(port=0, block_size=16, engine_options=options), engine=engine)
+    _, tiny = _start(server.engine.model, engine_options={**ENGINE_OPTIONS, "max_num_seqs": 1, "max_waiting": 2})
     try:
         async def burst():
             async with httpx.AsyncClient(base_url=tiny.base_url, timeout=120) as http:
