@@ -25,6 +25,12 @@ class FakeModel:
     def new_caches(self, num_blocks: int, block_size: int) -> np.ndarray:
         return np.full((self.num_layers, 2, num_blocks * block_size), -1, dtype=np.int64)
 
+    def clone_caches(self, caches: np.ndarray) -> np.ndarray:
+        return caches.copy()
+
+    def caches_equal(self, a: np.ndarray, b: np.ndarray) -> bool:
+        return bool(np.array_equal(a, b))
+
     def forward(self, caches, token_ids, positions, layer_slots, token_request, token_context, block_tables,
                 block_size, logits_rows):
         self.calls += 1

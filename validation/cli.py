@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "properties.mutation_cli",
     "properties.cli",
     "evals.engine.serve_cli",
+    "evals.engine.e2e",
 )
 
 

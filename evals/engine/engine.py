@@ -39,6 +39,7 @@ class EngineConfig:
     top_k: int | None = None  # None: dense attention (the indexer keeps every cached token)
     num_index_heads: int | None = None  # None: the model's default
     num_blocks: int | None = None  # None: DEFAULT_CACHE_TOKENS worth of blocks
+    cache_blocks: int | None = None  # blocks of memory the caches hold (>= num_blocks); past the pool nobody reads
     max_num_seqs: int = 16
     max_num_batched_tokens: int = 256
     max_model_len: int | None = None  # None: the model's context length
@@ -51,7 +52,7 @@ class EngineConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(name, f"must be an integer >= 1, got {value!r}")
-        for name in ("top_k", "num_index_heads", "num_blocks", "max_model_len"):
+        for name in ("top_k", "num_index_heads", "num_blocks", "cache_blocks", "max_model_len"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise InputError(name, f"must be an integer >= 1 (or unset), got {value!r}")
@@ -74,6 +75,15 @@ class RequestOutput:
     finish_reason: str | None
     prompt_tokens: int
     completion_tokens: int
+
+
+@dataclass(frozen=True)
+class PendingStep:
+    """A scheduled step whose slots are computed and whose forward has not run yet."""
+
+    output: SchedulerOutput
+    batch: StepBatch
+    slots: StepSlots
 
 
 @dataclass
@@ -107,7 +117,8 @@ class Engine:
                                    max_num_batched_tokens=config.max_num_batched_tokens,
                                    max_model_len=self.max_model_len)
         self.max_blocks = -(-self.max_model_len // bs)
-        self.caches = self.model.new_caches(num_blocks=num_blocks, block_size=bs)
+        self.cache_slots = max(num_blocks, config.cache_blocks or 0) * bs
+        self.caches = self.model.new_caches(num_blocks=self.cache_slots // bs, block_size=bs)
         impl = resolve(config.slot_mapping, backend=config.backend, num_layers=self.num_layers,
                        field_name="slot_mapping")
         self.slot_mapping_name = impl.name
@@ -141,19 +152,30 @@ class Engine:
 
     def step(self) -> list[RequestOutput]:
         """One scheduler step; raises ``SlotMappingFailure`` when the implementation under test fails."""
+        pending = self.prepare_step()
+        if pending is None:
+            return []
+        return self.complete_step(pending, forward(self.model, self.caches, pending.batch, pending.slots))
+
+    def prepare_step(self) -> PendingStep | None:
+        """Schedule the next step and compute its slots (``step()`` in two halves, so that ``dsa-validate e2e``
+        can run the forward itself); None when nothing is scheduled."""
         output = self.scheduler.schedule()
         if not output.scheduled:
-            return []
+            return None
         batch = build_batch(output, block_size=self.config.block_size, max_blocks=self.max_blocks,
                             padding=self.config.padding, max_num_batched_tokens=self.config.max_num_batched_tokens)
-        slots = compute_slots(self._slot_fn, batch, self.num_layers)
-        logits = forward(self.model, self.caches, batch, slots)
+        return PendingStep(output, batch, compute_slots(self._slot_fn, batch, self.num_layers))
+
+    def complete_step(self, pending: PendingStep, logits: np.ndarray) -> list[RequestOutput]:
+        """Sample from the step's logits and commit it."""
+        output, batch = pending.output, pending.batch
         sampled = {}
         for share in output.scheduled:
             if share.samples:
                 row = batch.logits_requests.index(share.request.request_id)
                 sampled[share.request.request_id] = int(np.argmax(logits[row]))
-        self.last_record = StepRecord(self._steps, output, batch, slots, logits, sampled)
+        self.last_record = StepRecord(self._steps, output, batch, pending.slots, logits, sampled)
         self._steps += 1
         finished = {r.request_id for r in self.scheduler.update(output, sampled)}
         outs = []
