@@ -36,17 +36,17 @@ class FakeModel:
         self.calls += 1
         size = caches.shape[2]
         launched = token_ids.shape[0]
+        values = token_ids.astype(np.int64) * 1_000_003 + positions.astype(np.int64)
         for layer, pair in enumerate(layer_slots):
             for c, slots in enumerate(pair):
                 assert slots.shape[0] == launched
-                for row in range(launched):
-                    slot = int(slots[row])
-                    if slot < 0:
-                        continue
-                    if slot >= size:
-                        raise IndexError(f"layer {layer} {('indexer', 'attention')[c]} row {row} slot {slot} "
-                                         f"past the cache of {size}")
-                    caches[layer, c, slot] = int(token_ids[row]) * 1_000_003 + int(positions[row])
+                live = np.flatnonzero(slots >= 0)
+                past = live[slots[live] >= size]
+                if past.size:
+                    row = int(past[0])
+                    raise IndexError(f"layer {layer} {('indexer', 'attention')[c]} row {row} slot {int(slots[row])} "
+                                     f"past the cache of {size}")
+                caches[layer, c, slots[live]] = values[live]  # repeated slots: the later row wins
         out = np.zeros((len(logits_rows), self.vocab_size), np.float32)
         for i, row in enumerate(logits_rows):
             b, ctx = int(token_request[row]), int(token_context[row])

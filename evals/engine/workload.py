@@ -1,7 +1,7 @@
 """The deterministic workload of ``dsa-validate e2e``: which prompts arrive when, and what each exercises.
 
 Small enough for three runs in well under a minute on two cores, and shaped so every phase of a
-server's life shows up under the e2e engine settings (4 rows, a 64-token budget, a 448-token pool):
+server's life shows up under the e2e engine settings (4 rows, a 64-token budget, a 320-token pool):
 whole prefills, prompts longer than the budget (chunked prefill), requests sharing a long prefix with
 a running one (prefix-cache hits at block size 64 and below), decode, and enough cache pressure that
 requests are preempted and recomputed. Early arrivals are short and independent, so the first steps
@@ -25,22 +25,25 @@ PREAMBLE = ("You are answering questions for a travel magazine read by families.
             "concrete, prefer short sentences, avoid lists unless asked, and never mention that you are an "
             "assistant. Now the question: ")
 
-# (arrival step, prompt keys joined into one user turn, preamble?, max_tokens, what it exercises)
+# (arrival step, prompt keys joined into one user turn, preamble?, max_tokens, what it exercises).
+# Part one (no chunk continuation, no prefix hit): prefills, decode, pool pressure and a preemption whose
+# recompute fits in one step. Part two: prompts longer than the budget and a shared 64-token prefix.
 PLAN: tuple[tuple[int, tuple[int, ...], bool, int, str], ...] = (
-    (0, (115,), False, 24, "prefill"),
-    (1, (120,), False, 20, "prefill while the first decodes"),
-    (6, (101,), False, 24, "prefill while others decode"),
-    (30, (143, 131, 158), False, 16, "long prompt: chunked prefill over the budget"),
-    (34, (133,), True, 20, "shared preamble: owner of the prefix"),
-    (44, (134,), True, 20, "shared preamble: prefix-cache hit"),
-    (46, (113,), True, 18, "shared preamble: prefix-cache hit; pool pressure"),
-    (48, (123, 124), False, 20, "long prompt under pressure: preemption"),
-    (80, (147,), False, 24, "prefill after the pressure"),
-    (100, (121,), False, 22, "decode tail"),
-    (126, (155,), False, 24, "decode tail"),
-    (150, (160,), False, 24, "decode tail"),
-    (172, (129,), False, 24, "decode tail"),
-    (190, (137,), False, 20, "decode tail"),
+    (0, (131,), False, 20, "prefill; grows into a second block"),
+    (1, (141,), False, 20, "prefill while the first decodes; grows into a second block"),
+    (2, (115,), False, 24, "prefill; one block"),
+    (3, (120,), False, 24, "prefill; preempted when the pool runs out, recomputed later"),
+    (40, (101,), False, 24, "prefill after the pressure"),
+    (52, (121,), False, 22, "decode"),
+    (70, (155,), False, 24, "decode"),
+    (88, (160,), False, 24, "decode"),
+    (104, (129,), False, 24, "decode"),
+    (122, (137,), False, 22, "decode"),
+    (140, (105,), False, 24, "decode"),
+    (162, (143, 131, 158), False, 16, "long prompt: chunked prefill over the budget"),
+    (168, (133,), True, 20, "shared preamble: owner of the prefix (chunked)"),
+    (178, (134,), True, 24, "shared preamble: prefix-cache hit"),
+    (182, (113,), True, 24, "shared preamble: prefix-cache hit"),
 )
 
 
