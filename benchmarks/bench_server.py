@@ -4,7 +4,8 @@ The same workload both ways: 32 chat prompts (token ids from the tokenizer's Cha
 ``max_tokens``, the tokenizer's stop ids. "engine" adds the 32 requests to an in-process Engine and steps it to the
 end; "server" starts the real command (`python -m validation.cli serve`, its own process, as a user runs it) and
 sends the same token-id prompts from 32 concurrent `openai.AsyncOpenAI` calls. Tokens/s = completion tokens / wall
-time from the first request to the last answer; median of ``--repeats`` after one warm-up run each. Goal (issue 8):
+time from the first request to the last answer; median of ``--repeats``, engine and server runs alternated after one
+warm-up pair. Goal (issue 8):
 the server keeps at least 90% of the engine's figure.
 
     python benchmarks/bench_server.py --max-tokens 32 --repeats 3
@@ -19,6 +20,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 TOPICS = ("rivers", "bridges", "owls", "volcanoes", "chess", "tea", "comets", "glaciers", "violins", "maps",
@@ -48,15 +50,19 @@ def engine_run(engine, workload: list[list[int]], max_tokens: int, stop_ids: lis
     return tokens, time.perf_counter() - start
 
 
-def bench_engine(args: argparse.Namespace, workload: list[list[int]]) -> list[tuple[int, float]]:
-    from evals.engine.engine import Engine, EngineConfig
-    from evals.engine.tokenizer import load_tokenizer
-
-    engine = Engine(EngineConfig(slot_mapping=args.slot_mapping, block_size=args.block_size, padding=args.padding,
-                                 max_num_seqs=32))
-    stop_ids = list(load_tokenizer().stop_token_ids)
-    engine_run(engine, workload, args.max_tokens, stop_ids)  # warm-up
-    return [engine_run(engine, workload, args.max_tokens, stop_ids) for _ in range(args.repeats)]
+def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
+    """`dsa-validate serve` on a free loopback port, as its own process; returns it and its base URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "validation.cli", "serve", "--port", "0",
+                             "--slot-mapping", args.slot_mapping, "--block-size", str(args.block_size),
+                             "--padding", args.padding, "--max-num-seqs", "32"],
+                            stderr=subprocess.PIPE, text=True, env={**os.environ})
+    while True:
+        line = proc.stderr.readline()
+        if not line:
+            raise RuntimeError("the server exited before it listened")
+        if "running on http://" in line.lower():
+            threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep its pipe from filling up
+            return proc, "http://" + line.split("http://", 1)[1].split()[0] + "/v1"
 
 
 async def server_run(base_url: str, model: str, workload: list[list[int]], max_tokens: int) -> tuple[int, float]:
@@ -70,25 +76,28 @@ async def server_run(base_url: str, model: str, workload: list[list[int]], max_t
     return sum(r.usage.completion_tokens for r in replies), elapsed
 
 
-def bench_server(args: argparse.Namespace, workload: list[list[int]]) -> list[tuple[int, float]]:
+def measure(args: argparse.Namespace, workload: list[list[int]]) -> tuple[list, list]:
+    """Engine and server runs alternated (one warm-up each first), so a busy machine weighs on both alike."""
     import httpx
 
-    proc = subprocess.Popen([sys.executable, "-m", "validation.cli", "serve", "--port", "0",
-                             "--slot-mapping", args.slot_mapping, "--block-size", str(args.block_size),
-                             "--padding", args.padding, "--max-num-seqs", "32"],
-                            stderr=subprocess.PIPE, text=True, env={**os.environ})
+    from evals.engine.engine import Engine, EngineConfig
+    from evals.engine.tokenizer import load_tokenizer
+
+    engine = Engine(EngineConfig(slot_mapping=args.slot_mapping, block_size=args.block_size, padding=args.padding,
+                                 max_num_seqs=32))
+    stop_ids = list(load_tokenizer().stop_token_ids)
+    proc, base_url = start_server(args)
     try:
-        url = None
-        while url is None:
-            line = proc.stderr.readline()
-            if not line:
-                raise RuntimeError("the server exited before it listened")
-            if "running on http://" in line.lower():
-                url = "http://" + line.split("http://", 1)[1].split()[0]
-        base_url = url + "/v1"
         model = httpx.get(base_url + "/models").json()["data"][0]["id"]
-        asyncio.run(server_run(base_url, model, workload, args.max_tokens))  # warm-up
-        return [asyncio.run(server_run(base_url, model, workload, args.max_tokens)) for _ in range(args.repeats)]
+        engine_runs, server_runs = [], []
+        for i in range(args.repeats + 1):
+            e = engine_run(engine, workload, args.max_tokens, stop_ids)
+            s = asyncio.run(server_run(base_url, model, workload, args.max_tokens))
+            if i:  # the first pair warms up
+                engine_runs.append(e)
+                server_runs.append(s)
+                print(f"run {i}: engine {e[0] / e[1]:.1f} tokens/s, server {s[0] / s[1]:.1f} tokens/s", flush=True)
+        return engine_runs, server_runs
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -110,9 +119,9 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
     workload = prompts()
-    engine = summarize(bench_engine(args, workload))
-    print(f"engine alone: {engine['tokens_per_s_median']} tokens/s {engine}", flush=True)
-    server = summarize(bench_server(args, workload))
+    engine_runs, server_runs = measure(args, workload)
+    engine, server = summarize(engine_runs), summarize(server_runs)
+    print(f"engine alone: {engine['tokens_per_s_median']} tokens/s {engine}")
     print(f"server, 32 concurrent clients: {server['tokens_per_s_median']} tokens/s {server}", flush=True)
     ratio = server["tokens_per_s_median"] / engine["tokens_per_s_median"]
     print(f"server / engine: {ratio:.1%} (goal: >= 90%)")

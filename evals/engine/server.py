@@ -16,7 +16,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -294,13 +294,17 @@ def _vocab_size(tokenizer: Any) -> int | None:
 
 @dataclass
 class RunningServer:
-    """A server started by ``start_in_thread``; ``stop()`` shuts the HTTP server and the engine thread down."""
+    """A server started by ``start_in_thread``; ``stop()`` shuts the HTTP server and the engine thread down.
+    Unpacks as ``base_url, stop = start_in_thread(config)``."""
 
     base_url: str
     host: str
     port: int
     engine: Any
     stop: Callable[[], None]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.base_url, self.stop))
 
 
 def prepare(config: ServerConfig, engine: Any = None, log_level: str = "warning") -> tuple[Any, Any]:
