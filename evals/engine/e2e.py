@@ -160,11 +160,13 @@ class E2EResult:
     forwards: int = 0
 
     @property
+    def verdicts(self) -> list[str]:
+        """Every non-OK verdict found (slots, logits, text or a failure), worst first; ``["OK"]`` if none."""
+        return [v for v in VERDICTS[:3] if self._count(v)] or ["OK"]
+
+    @property
     def verdict(self) -> str:
-        found = set(self.slot_counts) | set(self.logits_counts) | {r["verdict"] for r in self.requests}
-        if self.failure_verdict:
-            found.add(self.failure_verdict)
-        return next((v for v in VERDICTS[:3] if v in found and self._count(v)), "OK")
+        return self.verdicts[0]
 
     def _count(self, verdict: str) -> int:
         return (self.slot_counts[verdict] + self.logits_counts[verdict]
@@ -180,7 +182,7 @@ class E2EResult:
         o = self.options
         rows = sum(self.rows_total.values())
         lines = [
-            f"e2e {o.baseline} vs {o.candidate} against the oracle: {self.verdict} (block size {o.block_size}, "
+            f"e2e {o.baseline} vs {o.candidate} against the oracle: {' + '.join(self.verdicts)} (block size {o.block_size}, "
             f"padding {o.padding}, top_k {o.top_k}; {self.steps} steps, {len(self.requests)} requests, "
             f"{rows} logits rows; {self.forwards} forwards for 3 runs, {self.seconds:.1f} s)",
             "  workload: " + ", ".join(f"{k} {v}" for k, v in sorted(self.phases.items()))
@@ -235,6 +237,7 @@ class E2EResult:
         return {
             "options": self.options.__dict__,
             "verdict": self.verdict,
+            "verdicts": self.verdicts,
             "exit_code": self.exit_code,
             "steps": self.steps,
             "seconds": round(self.seconds, 3),
