@@ -7,26 +7,21 @@ model.py derives the index queries, keys and head weights from the layer's own p
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import paddle
 import paddle.nn.functional as F
 
 
-def index_scores(queries, keys, head_weights, shared: bool):
-    """ReLU-weighted dot products ``[n, C]``.
+def index_scores(queries, keys, head_weights, scale: float):
+    """ReLU-weighted dot products ``[n, C]``: ``sum_i head_weights[:, i] * relu(scale * q_i . k)``.
 
-    queries ``[n, H, d]``; keys ``[ctx_rows, C, H, d]`` (each index head's part of every context token's index key;
-    ``ctx_rows`` is 1 when all n tokens share one context, else n); head_weights ``[n, H]``.
+    queries ``[ctx_rows, rows * H, D]``: each token's H index queries, zero outside the key columns each head reads;
+    keys ``[ctx_rows, C, D]``: the context's index keys (``ctx_rows`` is 1 when all ``n = ctx_rows * rows`` tokens
+    share one context, else n, one context each); head_weights ``[n, H]``.
     """
-    d = queries.shape[-1]
-    keys_t = keys.transpose([0, 2, 1, 3])  # [ctx_rows, H, C, d]
-    if shared:
-        dots = paddle.matmul(queries.transpose([1, 0, 2]), keys_t[0], transpose_y=True).transpose([1, 0, 2])
-    else:
-        dots = paddle.matmul(queries.unsqueeze(2), keys_t, transpose_y=True).squeeze(2)
-    return (F.relu(dots / math.sqrt(d)) * head_weights.unsqueeze(-1)).sum(axis=1)
+    n, heads = head_weights.shape
+    dots = paddle.matmul(queries, keys, transpose_y=True).reshape([n, heads, keys.shape[1]])
+    return (F.relu(dots * scale) * head_weights.unsqueeze(-1)).sum(axis=1)
 
 
 def select_top_k(scores, visible, is_self, top_k: int):

@@ -24,6 +24,7 @@ IndexError naming layer, consumer, row and slot.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +37,18 @@ from .reference import reference_forward as _reference_forward
 from .weights import ModelConfig, ModelWeights
 
 CONSUMERS = ("indexer", "attention")
+
+
+def _use_the_cores() -> None:
+    """Paddle's CPU build runs its math on one thread unless told otherwise (before its first op): use every core,
+    shared among pytest-xdist workers, unless the user set OMP_NUM_THREADS."""
+    if "OMP_NUM_THREADS" in os.environ or not hasattr(paddle.base.core, "set_num_threads"):
+        return
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    paddle.base.core.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+_use_the_cores()
 
 
 @dataclass
@@ -101,9 +114,13 @@ class DSAModel:
         self.index_query_heads = [i * c.num_heads // num_index_heads for i in range(num_index_heads)]
         group = c.num_heads // c.num_kv_heads
         self.index_key_groups = [h // group for h in self.index_query_heads]
-        self._index_query_heads = paddle.to_tensor(self.index_query_heads, dtype="int64")
-        self._index_key_groups = paddle.to_tensor(self.index_key_groups, dtype="int64")
+        self._block_diag_cols = paddle.to_tensor(_block_diagonal_columns(c, range(c.num_heads)))
+        self._index_query_cols = paddle.to_tensor(_block_diagonal_columns(c, self.index_query_heads))
+        self._diag_cols = paddle.to_tensor(
+            [h * c.kv_size + (h // group) * c.head_dim + d for h in range(c.num_heads) for d in range(c.head_dim)]
+        )
         self._layers, self._embedding, self._final_norm = _params(weights)
+        self._rotate_half = paddle.to_tensor(_rotate_half_matrix(c.head_dim))
         self._inv_freq = 1.0 / (c.rope_theta ** (np.arange(0, c.head_dim, 2, dtype=np.float64) / c.head_dim))
 
     # ---- caches ----------------------------------------------------------------------------------------------
@@ -171,9 +188,9 @@ class DSAModel:
         h = _rms_norm(paddle.gather(x, paddle.to_tensor(rows_out)), self._final_norm, c.rms_norm_eps)
         return paddle.matmul(h, self._embedding, transpose_y=True).numpy()
 
-    def _write_plans(self, layer_slots, launch: int, num_slots: int) -> list[tuple[WritePlan, WritePlan]]:
-        """Validated write plans per layer and consumer; an array passed for several layers is planned once."""
-        memo: dict[tuple[int, str], WritePlan] = {}
+    def _write_plans(self, layer_slots, launch: int, num_slots: int) -> list[tuple["_Write", "_Write"]]:
+        """Validated writes per layer and consumer; an array passed for several layers is planned once."""
+        memo: dict[tuple[int, str], _Write] = {}
         plans = []
         for layer, pair in enumerate(layer_slots):
             if len(pair) != 2:
@@ -182,7 +199,7 @@ class DSAModel:
             for consumer, slots in zip(CONSUMERS, pair):
                 key = (id(slots), consumer)
                 if key not in memo:
-                    memo[key] = write_plan(slots, launch, num_slots, layer, consumer)
+                    memo[key] = _Write(write_plan(slots, launch, num_slots, layer, consumer), launch)
                 per_consumer.append(memo[key])
             plans.append(tuple(per_consumer))
         return plans
@@ -208,19 +225,20 @@ class DSAModel:
         launch = x.shape[0]
         h = _rms_norm(x, layer.attn_norm, c.rms_norm_eps)
         qkv = paddle.matmul(h, layer.qkv)
-        q, k, v = paddle.split(qkv, [c.q_size, c.kv_size, c.kv_size], axis=-1)
-        q = _rotate(q.reshape([launch, c.num_heads, c.head_dim]), cos, sin)
-        k = _rotate(k.reshape([launch, c.num_kv_heads, c.head_dim]), cos, sin)
+        qk, v = paddle.split(qkv, [c.q_size + c.kv_size, c.kv_size], axis=-1)
+        qk = qk.reshape([launch, c.num_heads + c.num_kv_heads, c.head_dim])
+        qk = qk * cos + paddle.matmul(qk, self._rotate_half) * sin  # RoPE on Q and K heads at once
+        q, k = paddle.split(qk, [c.num_heads, c.num_kv_heads], axis=1)
         v = v.reshape([launch, c.num_kv_heads, c.head_dim])
 
         index_plan, attention_plan = plans
-        _scatter(caches.index_key[li], k.reshape([launch, c.kv_size]), index_plan)
-        _scatter(caches.key[li], k, attention_plan)
-        _scatter(caches.value[li], v, attention_plan)
+        index_plan.apply(caches.index_key[li], k.reshape([launch, c.kv_size]))
+        attention_plan.apply(caches.key[li], k)
+        attention_plan.apply(caches.value[li], v)
 
         attn = paddle.zeros([launch, c.q_size], "float32")
         for g, t in zip(groups, reads):
-            out = self._attend(li, caches, paddle.gather(q, t["rows"]), g, t)
+            out = self._attend(li, caches, paddle.gather(q.reshape([launch, c.q_size]), t["rows"]), g, t)
             attn = paddle.scatter(attn, t["rows"], out, overwrite=True)
         x = x + paddle.matmul(attn, layer.o)
 
@@ -228,57 +246,81 @@ class DSAModel:
         gate, up = paddle.split(paddle.matmul(h, layer.gate_up), 2, axis=-1)
         return x + paddle.matmul(F.silu(gate) * up, layer.down)
 
-    def _attend(self, li: int, caches: PagedCaches, q, g: ReadGroup, t: dict):
-        """Attention of the group's tokens over their selected context, read through the block tables."""
+    def _attend(self, li: int, caches: PagedCaches, q_flat, g: ReadGroup, t: dict):
+        """Attention of the group's tokens over their selected context, read through the block tables.
+
+        Heads meet their KV group through block-diagonal queries: ``[n, heads, kv_size]`` with each head's query
+        in its group's 64 columns and zeros elsewhere, so the gathered context ``[ctx_rows, C, kv_size]`` enters
+        the matmuls as it lies (no transposed copies), and the output's diagonal blocks are the heads' outputs.
+        """
         c = self.config
         n, ctx = len(g.rows), g.context
         ctx_rows = 1 if g.shared else n
-        kv_shape = [ctx_rows, ctx, c.num_kv_heads, c.head_dim]
-        keys = paddle.gather(caches.key[li], t["slots"]).reshape(kv_shape).transpose([0, 2, 1, 3])
-        values = paddle.gather(caches.value[li], t["slots"]).reshape(kv_shape).transpose([0, 2, 1, 3])
-        mask = t["dense_mask"] if self.top_k >= ctx else self._select(li, caches, q, g, t)  # [n, C]
+        keys = paddle.gather(caches.key[li], t["slots"]).reshape([ctx_rows, ctx, c.kv_size])
+        values = paddle.gather(caches.value[li], t["slots"]).reshape([ctx_rows, ctx, c.kv_size])
+        mask = t["dense_mask"] if self.top_k >= ctx else self._select(li, caches, q_flat, g, t)  # [n, C]
 
-        group = c.num_heads // c.num_kv_heads
-        scale = 1.0 / math.sqrt(c.head_dim)
-        if g.shared:  # one context, n queries: [kv, group * n, d]
-            qg = q.transpose([1, 0, 2]).reshape([c.num_kv_heads, group * n, c.head_dim])
-            scores = paddle.matmul(qg, keys[0], transpose_y=True) * scale
-            scores = scores.reshape([c.num_kv_heads, group, n, ctx]) + mask
-            probs = F.softmax(scores, axis=-1).reshape([c.num_kv_heads, group * n, ctx])
-            out = paddle.matmul(probs, values[0]).reshape([c.num_heads, n, c.head_dim]).transpose([1, 0, 2])
-        else:  # a context per query: [n, kv, group, d]
-            qg = q.reshape([n, c.num_kv_heads, group, c.head_dim])
-            scores = paddle.matmul(qg, keys, transpose_y=True) * scale + mask.reshape([n, 1, 1, ctx])
-            out = paddle.matmul(F.softmax(scores, axis=-1), values)
-        return out.reshape([n, c.q_size])
+        padded = paddle.concat([q_flat, paddle.zeros([n, 1], "float32")], axis=1)
+        queries = paddle.index_select(padded, self._block_diag_cols, axis=1)  # [n, heads * kv_size]
+        queries = queries.reshape([ctx_rows, -1, c.kv_size])
+        scores = paddle.matmul(queries, keys, transpose_y=True).reshape([n, c.num_heads, ctx])
+        probs = F.softmax(scores * (1.0 / math.sqrt(c.head_dim)) + mask.unsqueeze(1), axis=-1)
+        out = paddle.matmul(probs.reshape([ctx_rows, -1, ctx]), values)  # [ctx_rows, rows * heads, kv_size]
+        return paddle.index_select(out.reshape([n, -1]), self._diag_cols, axis=1)  # [n, q_size]
 
-    def _select(self, li: int, caches: PagedCaches, q, g: ReadGroup, t: dict):
+    def _select(self, li: int, caches: PagedCaches, q_flat, g: ReadGroup, t: dict):
         """The lightning indexer: additive mask ``[n, C]`` keeping each token's top_k visible cached tokens."""
         c = self.config
-        ctx_rows = 1 if g.shared else len(g.rows)
-        index_keys = paddle.gather(caches.index_key[li], t["slots"]).reshape(
-            [ctx_rows, g.context, c.num_kv_heads, c.head_dim]
-        )
-        keys = paddle.index_select(index_keys, self._index_key_groups, axis=2)  # [ctx_rows, C, H, d]
-        queries = paddle.index_select(q, self._index_query_heads, axis=1)  # [n, H, d]
-        norms = paddle.linalg.norm(queries, axis=-1)
+        n, ctx = len(g.rows), g.context
+        ctx_rows = 1 if g.shared else n
+        index_keys = paddle.gather(caches.index_key[li], t["slots"]).reshape([ctx_rows, ctx, c.kv_size])
+        padded = paddle.concat([q_flat, paddle.zeros([n, 1], "float32")], axis=1)
+        queries = paddle.index_select(padded, self._index_query_cols, axis=1)  # [n, H * kv_size], block-diagonal
+        queries = queries.reshape([n, self.num_index_heads, c.kv_size])
+        norms = paddle.linalg.norm(queries, axis=-1)  # the query heads' norms (the zeros add nothing)
         head_weights = norms / norms.sum(axis=-1, keepdim=True)
-        scores = indexer.index_scores(queries, keys, head_weights, g.shared)
+        scores = indexer.index_scores(
+            queries.reshape([ctx_rows, -1, c.kv_size]), index_keys, head_weights, 1.0 / math.sqrt(c.head_dim)
+        )
         selected = indexer.select_top_k(scores, t["visible"], t["is_self"], self.top_k)
         return paddle.where(selected, paddle.zeros_like(scores), paddle.full_like(scores, -np.inf))
 
 
+def _block_diagonal_columns(c: ModelConfig, heads) -> np.ndarray:
+    """Source columns that lay query heads ``heads`` out block-diagonally, ``[len(heads) * kv_size]``: head h's
+    ``head_dim`` values in its KV group's columns, column ``q_size`` (a zero pad) elsewhere."""
+    group = c.num_heads // c.num_kv_heads
+    cols = np.full((len(heads), c.num_kv_heads, c.head_dim), c.q_size, dtype=np.int64)
+    for i, h in enumerate(heads):
+        cols[i, h // group] = h * c.head_dim + np.arange(c.head_dim)
+    return cols.reshape(-1)
+
+
 def _rms_norm(x, weight, eps: float):
-    return x * paddle.rsqrt(x.pow(2).mean(axis=-1, keepdim=True) + eps) * weight
+    return x * paddle.rsqrt((x * x).mean(axis=-1, keepdim=True) + eps) * weight
 
 
-def _rotate(x, cos, sin):
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    return x * cos + paddle.concat([-x2, x1], axis=-1) * sin
+def _rotate_half_matrix(d: int) -> np.ndarray:
+    """``R`` with ``x @ R = concat(-x[d/2:], x[:d/2])``: rotate-half as one small matmul (slices and a concat
+    of strided halves cost more on Paddle's CPU kernels)."""
+    half = d // 2
+    r = np.zeros((d, d), dtype=np.float32)
+    r[np.arange(half, d), np.arange(half)] = -1.0
+    r[np.arange(half), np.arange(half, d)] = 1.0
+    return r
 
 
-def _scatter(cache, rows_values, plan: WritePlan) -> None:
-    if plan.rows.size:
-        values = paddle.gather(rows_values, paddle.to_tensor(plan.rows))
-        paddle.scatter_(cache, paddle.to_tensor(plan.slots), values, overwrite=True)
+class _Write:
+    """A write plan as Paddle index tensors (made once per step)."""
+
+    def __init__(self, plan: WritePlan, launch: int) -> None:
+        self.empty = plan.rows.size == 0
+        every_row = plan.rows.size == launch  # rows are sorted and distinct: all rows, in order
+        self.rows = None if every_row or self.empty else paddle.to_tensor(plan.rows)
+        self.slots = None if self.empty else paddle.to_tensor(plan.slots)
+
+    def apply(self, cache, rows_values) -> None:
+        if self.empty:
+            return
+        values = rows_values if self.rows is None else paddle.gather(rows_values, self.rows)
+        paddle.scatter_(cache, self.slots, values, overwrite=True)
