@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -90,7 +91,7 @@ def _command(args: argparse.Namespace) -> int:
         os.environ.setdefault(name, str(os.cpu_count() or 1))
     options = E2EOptions(args.baseline, args.candidate, args.block_size, args.padding, args.top_k, args.requests,
                          args.backend, args.independent)
-    result = run_e2e(options)
+    result = run_e2e(options, progress=lambda line: print(line, file=sys.stderr, flush=True))
     if args.json:
         tmp = args.json.with_name(args.json.name + ".tmp")
         tmp.write_text(json.dumps(result.to_dict(), indent=1) + "\n", encoding="utf-8")
@@ -125,7 +126,6 @@ class Side:
     """One of the three runs."""
 
     role: str  # oracle | baseline | candidate
-    spec: str
     engine: Any
     tokens: dict[int, list[int]] = field(default_factory=dict)
     failure: tuple[int, str] | None = None
@@ -298,8 +298,8 @@ def run_e2e(options: E2EOptions, *, model: Any = None, tokenizer: Any = None,
                                    num_blocks=num_blocks, cache_blocks=cache_blocks, max_num_seqs=MAX_NUM_SEQS,
                                    max_num_batched_tokens=MAX_NUM_BATCHED_TOKENS, backend=options.backend), model=model)
 
-    sides = [Side("oracle", "oracle", engine("oracle")), Side("baseline", options.baseline, engine(options.baseline)),
-             Side("candidate", options.candidate, engine(options.candidate))]
+    sides = [Side("oracle", engine("oracle")), Side("baseline", engine(options.baseline)),
+             Side("candidate", engine(options.candidate))]
     oracle, base, cand = sides
     lockstep = Lockstep([side.engine for side in sides], share=not options.independent)
     num_layers = oracle.engine.num_layers
@@ -330,7 +330,7 @@ def run_e2e(options: E2EOptions, *, model: Any = None, tokenizer: Any = None,
                 side.tokens[rid].append(token)
         step += 1
         if progress and step % 50 == 0:
-            progress(f"e2e: step {step}")
+            progress(f"e2e: step {step}, {lockstep.forwards} forwards, {time.perf_counter() - started:.0f} s")
     result.steps = step
     result.requests = _text_effects(sides, tokenizer, regressed)
     for side in (base, cand):
