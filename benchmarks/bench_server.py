@@ -60,9 +60,9 @@ def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
         line = proc.stderr.readline()
         if not line:
             raise RuntimeError("the server exited before it listened")
-        if "running on http://" in line.lower():
+        if "listening on http://" in line:
             threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep its pipe from filling up
-            return proc, "http://" + line.split("http://", 1)[1].split()[0] + "/v1"
+            return proc, line.split("listening on ", 1)[1].split()[0]
 
 
 async def server_run(base_url: str, model: str, workload: list[list[int]], max_tokens: int) -> tuple[int, float]:

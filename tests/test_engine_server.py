@@ -269,40 +269,49 @@ def test_api_key_is_required_when_set(keyed_server) -> None:
     assert good.completions.create(model=model, prompt=PROMPT, max_tokens=4).usage.completion_tokens == 4
 
 
-def test_serve_command_starts_on_loopback_and_reads_the_key_from_the_environment(tmp_path) -> None:
+def test_serve_command_starts_on_loopback_and_reads_the_key_from_the_environment() -> None:
+    import queue
+    import threading
+
     _weights_or_skip()
     env = {**os.environ, "DSA_TEST_KEY": "k-123"}
     proc = subprocess.Popen([sys.executable, "-m", "validation.cli", "serve", "--port", "0", "--block-size", "16",
                              "--api-key-env", "DSA_TEST_KEY"], env=env, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
     try:
-        url = None
-        deadline = time.monotonic() + 120
-        seen = []
-        while url is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            seen.append(line)
-            if "running on http://" in line.lower():
-                url = line.split("http://", 1)[1].split()[0]
-        assert url is not None and url.startswith("127.0.0.1:"), "".join(seen)
+        url, seen = None, []
+        deadline = time.monotonic() + 300
+        while url is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                seen.append(lines.get(timeout=1))
+            except queue.Empty:
+                continue
+            if "listening on http://" in seen[-1]:
+                url = seen[-1].split("listening on ", 1)[1].split()[0]
+        assert url is not None and url.startswith("http://127.0.0.1:"), "".join(seen)
         assert not any("k-123" in line for line in seen)  # the key is never printed
-        response = httpx.get(f"http://{url}/v1/models", headers={"Authorization": "Bearer k-123"})
+        response = httpx.get(f"{url}/models", headers={"Authorization": "Bearer k-123"})
         assert response.json()["data"][0]["id"] == "smollm2-135m-dsa-single_step"
     finally:
         proc.terminate()
         proc.wait(timeout=30)
 
 
-def test_serve_command_rejects_bad_flags_in_one_line() -> None:
-    for argv, needle in ((["serve", "--port", "http"], "--port"),
-                         (["serve", "--api-key-env", "DSA_SURELY_UNSET_VARIABLE"], "DSA_SURELY_UNSET_VARIABLE")):
-        env = {k: v for k, v in os.environ.items() if k != "DSA_SURELY_UNSET_VARIABLE"}
-        done = subprocess.run([sys.executable, "-m", "validation.cli", *argv], env=env, capture_output=True,
-                              text=True, timeout=120)
-        assert done.returncode == 2, done.stderr
-        assert needle in done.stderr and "Traceback" not in done.stderr
-        assert len(done.stderr.strip().splitlines()) <= 3
+def test_serve_command_rejects_bad_flags_and_a_taken_port_in_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        for argv, needle in ((["serve", "--port", "http"], "--port"),
+                             (["serve", "--api-key-env", "DSA_SURELY_UNSET_VARIABLE"], "DSA_SURELY_UNSET_VARIABLE"),
+                             (["serve", "--port", port], f"127.0.0.1:{port}")):
+            env = {k: v for k, v in os.environ.items() if k != "DSA_SURELY_UNSET_VARIABLE"}
+            done = subprocess.run([sys.executable, "-m", "validation.cli", *argv], env=env, capture_output=True,
+                                  text=True, timeout=120)
+            assert done.returncode == 2, done.stderr
+            assert needle in done.stderr and "Traceback" not in done.stderr
+            assert len(done.stderr.strip().splitlines()) <= 3, done.stderr
 
 
 @pytest.fixture(scope="module")

@@ -98,7 +98,7 @@ def _serve(args: argparse.Namespace) -> int:
     if not is_loopback(args.host):
         print(f"warning: binding {args.host}:{args.port}: the server is reachable from other machines"
               + ("" if api_key else " and requires no API key (--api-key-env)"), file=sys.stderr)
-    print(f"serving {config.served_model} on http://{args.host}:{args.port}/v1 "
+    print(f"serving {config.served_model} "
           f"(slot mapping {args.slot_mapping}, block size {args.block_size}, padding {args.padding}; "
           f"greedy decoding){'; API key required' if api_key else ''}", file=sys.stderr, flush=True)
     serve_forever(config)

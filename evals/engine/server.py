@@ -13,6 +13,8 @@ import asyncio
 import hmac
 import ipaddress
 import json
+import socket
+import sys
 import threading
 import time
 import uuid
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evals.engine.engine_thread import Delta, EngineThread, Failure, RequestHandle
+from validation.errors import InputError
 
 DISCONNECT_POLL_S = 0.2  # how often a non-streaming request checks that its client is still there
 
@@ -307,6 +310,25 @@ class RunningServer:
         return iter((self.base_url, self.stop))
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the model loads: a taken port is one line (InputError), not a traceback
+    after a minute of loading, and the address actually bound is known (``port=0`` picks a free one)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise InputError("host", f"cannot resolve {host!r}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise InputError("port", f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def prepare(config: ServerConfig, engine: Any = None, log_level: str = "warning") -> tuple[Any, Any]:
     """Build (or reuse) the engine and the app; returns (app, uvicorn.Config)."""
     import uvicorn
@@ -327,37 +349,58 @@ def start_in_thread(config: ServerConfig, engine: Any = None, timeout_s: float =
     """Serve in this process on a daemon thread (``port=0``: a free port); returns once it accepts connections."""
     import uvicorn
 
-    app, uv_config = prepare(config, engine)
+    sock = bind(config.host, config.port)
+    try:
+        app, uv_config = prepare(config, engine)
+    except BaseException:
+        sock.close()
+        raise
     server = uvicorn.Server(uv_config)
     runner: EngineThread = app.state.engine_thread
     runner.start()
-    thread = threading.Thread(target=server.run, name="dsa-server", daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="dsa-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout_s
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
             runner.close()
+            sock.close()
             raise RuntimeError(f"the server did not start on {config.host}:{config.port}")
         time.sleep(0.02)
-    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    host, port = sock.getsockname()[:2]
 
     def stop() -> None:
         server.should_exit = True
         thread.join(timeout=10)
         runner.close()
+        sock.close()
 
     url_host = f"[{host}]" if ":" in host else host
     return RunningServer(f"http://{url_host}:{port}/v1", host, port, runner.engine, stop)
 
 
 def serve_forever(config: ServerConfig) -> None:
-    """Run in the foreground until interrupted (``dsa-validate serve``)."""
+    """Run in the foreground until interrupted (``dsa-validate serve``); prints ``listening on URL`` once ready."""
     import uvicorn
 
-    app, uv_config = prepare(config, log_level="info")  # info: uvicorn prints the address it bound
-    runner: EngineThread = app.state.engine_thread
-    runner.start()
+    sock = bind(config.host, config.port)
+    host, port = sock.getsockname()[:2]
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/v1"
+
+    class _Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:  # uvicorn logs no address for sockets it was handed
+                print(f"listening on {url} (Ctrl+C stops)", file=sys.stderr, flush=True)
+
     try:
-        uvicorn.Server(uv_config).run()
+        app, uv_config = prepare(config)
+        runner: EngineThread = app.state.engine_thread
+        runner.start()
+        try:
+            _Server(uv_config).run(sockets=[sock])
+        finally:
+            runner.close()
     finally:
-        runner.close()
+        sock.close()
