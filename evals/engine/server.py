@@ -129,6 +129,7 @@ def create_app(config: ServerConfig, engine: Any, tokenizer: Any) -> Any:
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, StreamingResponse
+    from starlette.background import BackgroundTask
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from evals.engine.engine import QueueFull
@@ -197,9 +198,10 @@ def create_app(config: ServerConfig, engine: Any, tokenizer: Any) -> Any:
 
     async def respond(request: Request, handle: RequestHandle, shape: _Completion, stream: bool,
                       include_usage: bool) -> Any:
-        if stream:
+        if stream:  # the background abort also covers a client gone before the stream's first chunk
             return StreamingResponse(_stream(handle, shape, include_usage), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
+                                     headers={"Cache-Control": "no-cache"},
+                                     background=BackgroundTask(runner.abort, handle))
         watcher = asyncio.create_task(_watch_disconnect(request, handle))
         parts: list[str] = []
         try:
