@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "evals.cli",
     "properties.mutation_cli",
     "properties.cli",
+    "evals.engine.serve_cli",
+    "evals.engine.e2e",
 )
 
 # Commands whose module is known up front: ``dsa-validate ifeval ...`` imports only evals.cli, not every

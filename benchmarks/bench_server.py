@@ -1,0 +1,135 @@
+"""Throughput of `dsa-validate serve` under 32 concurrent clients against the engine's own batched figure.
+
+The same workload both ways: 32 chat prompts (token ids from the tokenizer's ChatML template), greedy, a fixed
+``max_tokens``, the tokenizer's stop ids. "engine" adds the 32 requests to an in-process Engine and steps it to the
+end; "server" starts the real command (`python -m validation.cli serve`, its own process, as a user runs it) and
+sends the same token-id prompts from 32 concurrent `openai.AsyncOpenAI` calls. Tokens/s = completion tokens / wall
+time from the first request to the last answer; median of ``--repeats``, engine and server runs alternated after one
+warm-up pair. Goal (issue 8):
+the server keeps at least 90% of the engine's figure.
+
+    python benchmarks/bench_server.py --max-tokens 32 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+TOPICS = ("rivers", "bridges", "owls", "volcanoes", "chess", "tea", "comets", "glaciers", "violins", "maps",
+          "bees", "lighthouses", "deserts", "clocks", "whales", "kites", "forests", "trains", "coral", "paper",
+          "salt", "mountains", "bicycles", "thunder", "gardens", "bread", "satellites", "ink", "wolves", "silk",
+          "harbours", "mushrooms")
+
+
+def prompts() -> list[list[int]]:
+    from evals.engine.tokenizer import load_tokenizer
+
+    tok = load_tokenizer()
+    return [tok.encode(tok.apply_chat_template([{"role": "user", "content": f"Write a paragraph about {t}."}],
+                                               add_generation_prompt=True)) for t in TOPICS]
+
+
+def engine_run(engine, workload: list[list[int]], max_tokens: int, stop_ids: list[int]) -> tuple[int, float]:
+    from evals.engine.engine import SamplingParams
+
+    params = SamplingParams(max_tokens=max_tokens, stop_token_ids=stop_ids)
+    start = time.perf_counter()
+    for ids in workload:
+        engine.add_request(ids, params)
+    tokens = 0
+    while engine.has_unfinished():
+        tokens += sum(len(o.new_token_ids) for o in engine.step())
+    return tokens, time.perf_counter() - start
+
+
+def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
+    """`dsa-validate serve` on a free loopback port, as its own process; returns it and its base URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "validation.cli", "serve", "--port", "0",
+                             "--slot-mapping", args.slot_mapping, "--block-size", str(args.block_size),
+                             "--padding", args.padding, "--max-num-seqs", "32"],
+                            stderr=subprocess.PIPE, text=True, env={**os.environ})
+    while True:
+        line = proc.stderr.readline()
+        if not line:
+            raise RuntimeError("the server exited before it listened")
+        if "listening on http://" in line:
+            threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep its pipe from filling up
+            return proc, line.split("listening on ", 1)[1].split()[0]
+
+
+async def server_run(base_url: str, model: str, workload: list[list[int]], max_tokens: int) -> tuple[int, float]:
+    import openai
+
+    async with openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=600) as client:
+        start = time.perf_counter()
+        replies = await asyncio.gather(*[client.completions.create(model=model, prompt=ids, max_tokens=max_tokens)
+                                         for ids in workload])
+        elapsed = time.perf_counter() - start
+    return sum(r.usage.completion_tokens for r in replies), elapsed
+
+
+def measure(args: argparse.Namespace, workload: list[list[int]]) -> tuple[list, list]:
+    """Engine and server runs alternated (one warm-up each first), so a busy machine weighs on both alike."""
+    import httpx
+
+    from evals.engine.engine import Engine, EngineConfig
+    from evals.engine.tokenizer import load_tokenizer
+
+    engine = Engine(EngineConfig(slot_mapping=args.slot_mapping, block_size=args.block_size, padding=args.padding,
+                                 max_num_seqs=32))
+    stop_ids = list(load_tokenizer().stop_token_ids)
+    proc, base_url = start_server(args)
+    try:
+        model = httpx.get(base_url + "/models").json()["data"][0]["id"]
+        engine_runs, server_runs = [], []
+        for i in range(args.repeats + 1):
+            e = engine_run(engine, workload, args.max_tokens, stop_ids)
+            s = asyncio.run(server_run(base_url, model, workload, args.max_tokens))
+            if i:  # the first pair warms up
+                engine_runs.append(e)
+                server_runs.append(s)
+                print(f"run {i}: engine {e[0] / e[1]:.1f} tokens/s, server {s[0] / s[1]:.1f} tokens/s", flush=True)
+        return engine_runs, server_runs
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def summarize(runs: list[tuple[int, float]]) -> dict:
+    rates = [tokens / seconds for tokens, seconds in runs]
+    return {"tokens_per_s_median": round(statistics.median(rates), 2), "tokens_per_s": [round(r, 2) for r in rates],
+            "tokens": [t for t, _ in runs], "seconds": [round(s, 3) for _, s in runs]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--slot-mapping", default="single_step")
+    parser.add_argument("--block-size", type=int, default=64)
+    parser.add_argument("--padding", default="capture")
+    parser.add_argument("--json", help="also write the figures here")
+    args = parser.parse_args()
+    workload = prompts()
+    engine_runs, server_runs = measure(args, workload)
+    engine, server = summarize(engine_runs), summarize(server_runs)
+    print(f"engine alone: {engine['tokens_per_s_median']} tokens/s {engine}")
+    print(f"server, 32 concurrent clients: {server['tokens_per_s_median']} tokens/s {server}", flush=True)
+    ratio = server["tokens_per_s_median"] / engine["tokens_per_s_median"]
+    print(f"server / engine: {ratio:.1%} (goal: >= 90%)")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"settings": vars(args), "prompts": len(workload), "engine": engine, "server": server,
+                       "ratio": round(ratio, 4)}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
