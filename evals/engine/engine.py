@@ -45,6 +45,8 @@ class EngineConfig:
     max_model_len: int | None = None  # None: the model's context length
     max_waiting: int = 256
     backend: str = "paddle"
+    chunked_prefill: bool = True  # off: a prefill runs whole in one step (see Scheduler)
+    prefix_caching: bool = True  # off: no request starts from another's cached blocks
 
     def validate(self) -> None:
         """Raise ``InputError`` naming the first bad field."""
@@ -115,7 +117,8 @@ class Engine:
         self.allocator = BlockAllocator(num_blocks, bs)
         self.scheduler = Scheduler(self.allocator, max_num_seqs=config.max_num_seqs,
                                    max_num_batched_tokens=config.max_num_batched_tokens,
-                                   max_model_len=self.max_model_len)
+                                   max_model_len=self.max_model_len, chunked_prefill=config.chunked_prefill,
+                                   prefix_caching=config.prefix_caching)
         self.max_blocks = -(-self.max_model_len // bs)
         self.cache_slots = max(num_blocks, config.cache_blocks or 0) * bs
         self.caches = self.model.new_caches(num_blocks=self.cache_slots // bs, block_size=bs)
@@ -143,6 +146,10 @@ class Engine:
         if len(prompt) + params.max_tokens > capacity:
             raise ValueError(f"prompt ({len(prompt)}) + max_tokens ({params.max_tokens}) exceeds the KV cache "
                              f"({capacity} tokens)")
+        if not self.config.chunked_prefill and len(prompt) + params.max_tokens > self.config.max_num_batched_tokens:
+            raise ValueError(f"prompt ({len(prompt)}) + max_tokens ({params.max_tokens}) exceeds max_num_batched_tokens "
+                             f"({self.config.max_num_batched_tokens}), which must hold a whole prefill (or a recompute) "
+                             "when chunked prefill is off")
         if len(self.scheduler.waiting) >= self.config.max_waiting:
             raise QueueFull(f"{len(self.scheduler.waiting)} requests are waiting")
         request = Request(next(self._ids), prompt, params.max_tokens, frozenset(int(t) for t in params.stop_token_ids))

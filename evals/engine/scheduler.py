@@ -90,13 +90,18 @@ class Scheduler:
     """The queue, the running set and the rows; ``schedule()`` then ``update()`` once per step."""
 
     def __init__(self, allocator: BlockAllocator, *, max_num_seqs: int, max_num_batched_tokens: int,
-                 max_model_len: int) -> None:
+                 max_model_len: int, chunked_prefill: bool = True, prefix_caching: bool = True) -> None:
         if max_num_seqs < 1 or max_num_batched_tokens < 1:
             raise ValueError("max_num_seqs and max_num_batched_tokens must be >= 1")
         self.allocator = allocator
         self.max_num_seqs = max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens
         self.max_model_len = max_model_len
+        # Off, every prefill runs whole in one step and starts from position 0 (no enc > 0 with dec > 0): a
+        # batch then never meets the v1 position op's chunked-prefill bug, whose wrong positions depend on
+        # the other requests in the batch (SPEC 4, v1), so answers stop depending on arrival order.
+        self.chunked_prefill = chunked_prefill
+        self.prefix_caching = prefix_caching
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []  # admission order: the last is preempted first
         self.rows: list[Request | None] = [None] * max_num_seqs
@@ -147,8 +152,13 @@ class Scheduler:
         while self.waiting and budget > 0 and None in self.rows:
             request = self.waiting[0]
             tokens = request.tokens
-            request.prefix_hit = self.allocator.match_prefix(request.table, tokens, len(request.prompt))
+            request.prefix_hit = (self.allocator.match_prefix(request.table, tokens, len(request.prompt))
+                                  if self.prefix_caching else 0)
             request.num_computed = request.prefix_hit
+            if not self.chunked_prefill and request.to_compute() > budget:
+                self.allocator.free(request.table)
+                request.num_computed = request.prefix_hit = 0
+                break  # waits for a step with room for its whole prefill
             n = min(request.to_compute(), budget)
             try:
                 self.allocator.allocate(request.table, request.num_computed + n)

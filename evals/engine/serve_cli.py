@@ -48,6 +48,11 @@ def register(subparsers: Any) -> None:
                         help="requests batched in one step (default: 32)")
     parser.add_argument("--max-num-batched-tokens", type=_positive("--max-num-batched-tokens"), default=None,
                         help="tokens per step, prefill chunks included (default: the engine's)")
+    parser.add_argument("--chunked-prefill", action=argparse.BooleanOptionalAction, default=True,
+                        help="split long prefills over steps (default: on; off, answers stop depending on the batch "
+                        "under the v1 position op's chunked-prefill bug)")
+    parser.add_argument("--prefix-caching", action=argparse.BooleanOptionalAction, default=True,
+                        help="start requests from cached full blocks they share (default: on)")
     parser.add_argument("--model-name", help="name to serve the model under (default: smollm2-135m-dsa-<slot-mapping>)")
     parser.set_defaults(func=_serve)
 
@@ -74,8 +79,9 @@ def _port(text: str) -> int:
     return value
 
 
-def _engine_options(args: argparse.Namespace) -> dict[str, int]:
-    options = {"max_num_seqs": args.max_num_seqs}
+def _engine_options(args: argparse.Namespace) -> dict[str, int | bool]:
+    options: dict[str, int | bool] = {"max_num_seqs": args.max_num_seqs, "chunked_prefill": args.chunked_prefill,
+                                      "prefix_caching": args.prefix_caching}
     if args.max_num_batched_tokens is not None:
         options["max_num_batched_tokens"] = args.max_num_batched_tokens
     return options
