@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from validation import limits
 from validation.errors import InputError
 
 INT32_MAX = 2**31 - 1
@@ -65,6 +66,7 @@ class BatchState:
         for key in ARRAY_FIELDS + ("block_size",):
             if key not in data:
                 raise InputError(key, "required field is missing")
+        limits.check_sizes(data)  # before any field is converted: a size over the limits allocates nothing
         lens = {k: _int_vector(k, data[k]) for k in ARRAY_FIELDS[:3]}
         tables = _int_matrix("block_tables", data["block_tables"], rows=len(lens["seq_lens_this_time"]))
         block_size = _int_scalar("block_size", data["block_size"], minimum=1)
@@ -356,7 +358,9 @@ def _int_scalar(field: str, value: Any, minimum: int) -> int:
 
 def _check_int(field: str, value: Any, index: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InputError(field, f"must be an integer, got {json.dumps(value) if _jsonable(value) else type(value).__name__}", index)
+        shown = json.dumps(value) if _jsonable(value) else type(value).__name__
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."  # one readable line, however large the junk
+        raise InputError(field, f"must be an integer, got {shown}", index)
     if not -(2**31) <= int(value) <= INT32_MAX:
         raise InputError(field, f"must fit in int32, got {int(value)}", index)
 
@@ -364,7 +368,7 @@ def _check_int(field: str, value: Any, index: object) -> None:
 def _jsonable(value: Any) -> bool:
     try:
         json.dumps(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return False
     return True
 
@@ -373,20 +377,15 @@ def load_steps(path: str | Path) -> list[BatchState]:
     """The steps a state file describes: a plain state is one step; a case file
     (``{"state": {...}, "history": [...]}``, as fixtures, regressions and counterexamples are written)
     is its earlier steps, then its state, to be run in order through the same instances."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(str(path), f"cannot read state file ({exc.strerror})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(str(path), f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    data = limits.read_json(path, "state file")
     if not (isinstance(data, Mapping) and isinstance(data.get("state"), Mapping)):
         return [BatchState.from_dict(data)]
     history = data.get("history", [])
     if not isinstance(history, list):
         raise InputError("history", f"must be a list of states, got {type(history).__name__}")
+    if len(history) > limits.MAX_HISTORY:
+        raise InputError("history", f"{len(history)} steps is over the suite's limit of {limits.MAX_HISTORY} "
+                         "(validation/limits.py)")
     steps = []
     for i, step in enumerate(history):
         try:
