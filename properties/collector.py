@@ -121,7 +121,10 @@ class Collector:
             touched.add(key)
             last_scenario[(finding.verdict, finding.consumer)] = key[1]
         for (verdict, consumer), more in report.elided.items():
-            # Elided findings are counted with the scenario of the last built one of their kind.
+            # Elided findings are counted with the scenario of the last built one of their kind; a kind whose
+            # built findings the triage dropped (FIXes behind a baseline that faulted) is dropped with them.
+            if (verdict, consumer) not in last_scenario:
+                continue
             group = self.groups[(verdict, last_scenario[(verdict, consumer)])]
             group.count += more
             group.consumers[consumer] += more
