@@ -26,7 +26,7 @@ import numpy as np
 from validation import seam
 from validation.state import BatchState
 
-PATHS = ("legacy", "single_step", "chunked_fix", "get_position_ids", "fused")
+PATHS = ("legacy", "single_step", "chunked_fix", "get_position_ids", "fused", "tail_reset", "tail_reset_fused")
 LAYERS = 2
 # Every corpus state gets this buffer size, so one instance can run the whole corpus in order.
 SHARED_BUFFER = 1 << 16
