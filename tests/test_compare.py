@@ -201,3 +201,37 @@ def test_a_faulted_baseline_leaves_a_live_padded_slot_the_candidates() -> None:
 def test_both_sides_faulting_is_still_one_shared_launch_finding() -> None:
     report = _faulted(CHUNKED_256, FAULT)
     assert [(f.consumer, f.verdict) for f in report.findings] == [("launch", SHARED_BUG)]
+
+
+PLUGINS = '''
+import numpy as np
+
+def faulty(inputs):
+    raise RuntimeError("KernelFault: layer 0 indexer: reads block_tables out of bounds")
+
+def v1_like(inputs):
+    return {"position_ids": np.asarray([0, 1, 0, 1], np.int32),
+            "slot_mapping": np.asarray([1024, 1025, 1024, 1025], np.int64)}
+
+def own_bug(inputs):
+    return {"position_ids": np.asarray([0, 1, 0, 1], np.int32),
+            "slot_mapping": np.asarray([1029, 1030, 1031, 1032], np.int64)}
+'''
+
+
+def test_the_invariants_property_stands_in_for_a_faulted_baseline_too(tmp_path) -> None:
+    from properties.checks import invariants
+    from properties.config import FuzzConfig
+    from properties.strategies import Case
+
+    path = tmp_path / "sides.py"
+    path.write_text(PLUGINS)
+    # Request 1 continues a prefill at 256 (block 7) and holds request 0's block 4 as its first block: v1
+    # restarts it at 0, onto request 0's slots. The baseline faulted; the shared position op explains it.
+    case = Case.from_dict(dict(block_size=256, seq_lens_encoder=[2, 2], seq_lens_decoder=[0, 256],
+                               seq_lens_this_time=[2, 2], block_tables=[[4, -1], [4, 7]]))
+    shared = invariants(case, FuzzConfig(f"{path}:faulty", f"{path}:v1_like"))
+    assert {(f.consumer, f.verdict) for f in shared.findings} == {("invariant unique", SHARED_BUG)}
+    # Slots off their positions' block offsets: a rule the baseline's surviving path keeps, the candidate's bug.
+    own = invariants(case, FuzzConfig(f"{path}:faulty", f"{path}:own_bug"))
+    assert ("invariant block_offset", REGRESSION) in {(f.consumer, f.verdict) for f in own.findings}

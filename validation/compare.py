@@ -341,7 +341,7 @@ def _explain(truth_val: int, padding: bool, c_ok: bool, c_val: int, c_has: bool,
     return ""
 
 
-def _wrap_int32(x: int) -> int:  # noqa: D103 - the int32 product's wrap-around
+def _wrap_int32(x: int) -> int:
     return (x + 2**31) % 2**32 - 2**31
 
 
