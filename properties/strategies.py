@@ -155,6 +155,7 @@ def cases(draw: st.DrawFn, block_sizes: Sequence[int] = DEFAULT_BLOCK_SIZES) -> 
         ctx_cap = max_ctx
     step = build_step(rng, block_size=block_size, bsz=bsz, ctx_cap=ctx_cap, **knobs)
     state = with_runner(rng, step.state, knobs["padding"], prior_kind, past_kind, past_count)
+    past_kind = past_kind if state.block_tables_past_bsz is not None else "none"
     tags = step.tags | {f"legacy_buffer:{prior_kind}", f"captured_rows:{past_kind}"}
     case = Case(state, step.phases, frozenset(tags))
     note(case)
@@ -171,7 +172,9 @@ def with_runner(rng: np.random.Generator, state: BatchState, padding: str, prior
     prior = prior_positions(rng, state, prior_kind)
     if prior is not None:
         changes["prior_position_ids"] = prior
-    if padding == "capture" and past_kind != "none" and state.bsz + past_count <= MAX_NUM_SEQS:
+    replay = padding == "capture" and state.padded_num_tokens > state.num_tokens
+    small = state.bsz + past_count <= MAX_NUM_SEQS and (state.bsz + past_count) * state.max_blocks <= MAX_TABLE_CELLS
+    if replay and small and past_kind != "none":
         changes["block_tables_past_bsz"] = past_rows(rng, state, past_kind, past_count)
     return dataclasses.replace(state, **changes).validate() if changes else state
 
