@@ -17,6 +17,7 @@ from properties.config import FuzzConfig
 from properties.strategies import Case
 from validation import compare
 from validation.compare import OK, REGRESSION, SHARED_BUG, Finding, Report
+from validation.causes import stand_in
 from validation.oracle import Truth, truth
 from validation.seam import CONSUMERS, Observation, StepFn, observe
 
@@ -78,11 +79,17 @@ def invariants(case: Case, cfg: FuzzConfig) -> Report:
     """Structural rules on the candidate's own output, independent of the oracle's formula; a broken
     rule is a REGRESSION unless the baseline breaks the same rule in the same state (SHARED-BUG)."""
     report = Report(case.state, cfg.baseline, cfg.candidate, cfg.layers)
-    cand = violations(case, run_case(cfg.candidate_impl.new(), case, cfg.layers))
+    cand_obs = run_case(cfg.candidate_impl.new(), case, cfg.layers)
+    cand = violations(case, cand_obs)
     if not cand:
         report.counts[OK] += 1
         return report
-    base = violations(case, run_case(cfg.baseline_impl.new(), case, cfg.layers))
+    base_obs = run_case(cfg.baseline_impl.new(), case, cfg.layers)
+    if base_obs.error is not None and cand_obs.error is None:
+        # A faulted baseline: its surviving path stands in (as in the triage); its padded rows keep
+        # the contract, so a padding violation stays the candidate's.
+        base_obs = stand_in(case.state, cand_obs, cfg.layers, padding=-1)
+    base = violations(case, base_obs)
     # Keys name only the first offending row; the baseline breaking the same rule anywhere in this
     # state is the same bug (the element-wise properties judge the rows themselves).
     base_rules = {rule for rule, _, _ in base}

@@ -22,6 +22,7 @@ from typing import Any
 from properties.config import FuzzConfig
 from properties.strategies import Case
 from validation.compare import Finding, Report
+from validation.state import MAX_NUM_SEQS
 
 
 @dataclass
@@ -66,6 +67,9 @@ def scenario_of(finding: Finding, case: Case) -> str:
     """The scenario a finding belongs to: its request's phase, the padding kind, or the state-wide cause."""
     prefix = "multi_step " if case.history else ""
     tags = case.tags
+    if case.state.bsz > MAX_NUM_SEQS:
+        # FDConfig.check() asserts max_num_seqs <= 512: such a batch reaches the op only when called directly.
+        prefix = "op-level " + prefix
     if finding.consumer == "launch" and "batch:over_launch_limit" in tags:
         return prefix + "batch:over_launch_limit"
     if "int32 overflow" in finding.note:
@@ -117,7 +121,10 @@ class Collector:
             touched.add(key)
             last_scenario[(finding.verdict, finding.consumer)] = key[1]
         for (verdict, consumer), more in report.elided.items():
-            # Elided findings are counted with the scenario of the last built one of their kind.
+            # Elided findings are counted with the scenario of the last built one of their kind; a kind whose
+            # built findings the triage dropped (FIXes behind a baseline that faulted) is dropped with them.
+            if (verdict, consumer) not in last_scenario:
+                continue
             group = self.groups[(verdict, last_scenario[(verdict, consumer)])]
             group.count += more
             group.consumers[consumer] += more

@@ -1,8 +1,8 @@
 """Known findings: triaged, recorded, reported on every run, and not failing the gate.
 
 A pre-merge gate that fails forever on one finding the team has already triaged stops being read.
-Like an ``xfail`` with a reason, an entry in ``fixtures/known_findings.json`` names a verdict, a
-scenario prefix and the sides it applies to; matching findings are printed as known (with the
+Like an ``xfail`` with a reason, an entry in ``fixtures/known_findings.json`` names a verdict (or several,
+``A|B``), a scenario prefix and the sides it applies to (``*``: any), with the source lines it rests on; matching findings are printed as known (with the
 reason and the evidence file) instead of failing, and the properties keep searching for new ones.
 ``--no-known`` turns the list off.
 """
@@ -25,19 +25,24 @@ class Known:
     candidates: tuple[str, ...]
     reason: str
     evidence: str
+    source: tuple[str, ...] = ()  # the FastDeploy lines it rests on (file@commit:line), or "inferred: ..."
 
 
 @functools.cache
 def entries(path: Path = KNOWN_FILE) -> tuple[Known, ...]:
     data = json.loads(path.read_text())
     return tuple(Known(e["verdict"], e["scenario_prefix"], tuple(e["baselines"]), tuple(e["candidates"]),
-                       e["reason"], e["evidence"]) for e in data["known"])
+                       e["reason"], e["evidence"], tuple(e.get("source", ()))) for e in data["known"])
+
+
+def _names(name: str, listed: tuple[str, ...]) -> bool:
+    return "*" in listed or name in listed
 
 
 def match(baseline: str, candidate: str, verdict: str, scenario: str) -> Known | None:
     """The recorded entry this finding falls under, if any."""
     for entry in entries():
-        if (verdict == entry.verdict and scenario.startswith(entry.scenario_prefix)
-                and baseline in entry.baselines and candidate in entry.candidates):
+        if (verdict in entry.verdict.split("|") and scenario.startswith(entry.scenario_prefix)
+                and _names(baseline, entry.baselines) and _names(candidate, entry.candidates)):
             return entry
     return None

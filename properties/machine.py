@@ -5,9 +5,17 @@ stale slot handed to a padded row, state left over from an earlier step or draft
 only across steps. The machine admits, prefills in chunks, decodes, accepts or rejects MTP drafts,
 finishes, preempts and prefix-hits, pads to capture sizes, and calls ONE baseline and ONE candidate
 instance for the whole run, triaging every step against the oracle.
+
+The runner around it is modelled as SPEC 4a reads it: a run may start with the CUDA-graph capture
+warm-up (dummy prefills over ``arange`` block tables, gpu_model_runner.py lines 1127-1155 at 2d8338f9e4e6),
+which leaves its slots in the single-step buffer's tail and its rows in the block table; a slot's row
+is reset when a request is inserted or preempted, not when it finishes (its freed blocks stay in the
+row); a replayed graph covers rows past the batch; legacy's position buffer starts uninitialised.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 from hypothesis import strategies as st
@@ -16,14 +24,16 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 from properties.collector import Collector
 from properties.config import FuzzConfig
 from properties.profiles import MACHINE
-from properties.scheduler import MAX_OVERLAP, PADDINGS, Scheduler
-from properties.strategies import Case, note
+from properties.scheduler import MAX_OVERLAP, PADDINGS, Scheduler, pad_tokens
+from properties.strategies import PRIOR_KINDS, Case, note, prior_positions
 from validation import compare
 from validation.seam import observe
+from validation.state import BatchState
 
 MAX_SLOTS = 8
 MAX_PROMPT = 600
 MAX_NEW = 48
+MAX_EXTRA_ROWS = 3  # captured block-table rows past the machine's slots (max_num_seqs > slots)
 
 
 class PropertyFailed(AssertionError):
@@ -37,8 +47,10 @@ def build_machine(config: FuzzConfig, collector: Collector) -> type[RuleBasedSta
     class SchedulerMachine(RuleBasedStateMachine):
         @initialize(seed=st.integers(0, 2**32 - 1), block_size=st.sampled_from(block_sizes),
                     budget=st.sampled_from((64, 16, 256, 2048)), slots=st.integers(1, MAX_SLOTS),
-                    huge_ids=st.integers(0, 7).map(lambda x: x == 7))
-        def start(self, seed: int, block_size: int, budget: int, slots: int, huge_ids: bool) -> None:
+                    huge_ids=st.integers(0, 7).map(lambda x: x == 7), warmup=st.booleans(),
+                    prior_kind=st.sampled_from(PRIOR_KINDS), extra_rows=st.integers(0, MAX_EXTRA_ROWS))
+        def start(self, seed: int, block_size: int, budget: int, slots: int, huge_ids: bool, warmup: bool,
+                  prior_kind: str, extra_rows: int) -> None:
             self.rng = np.random.default_rng(seed)
             per_request = -(-(MAX_PROMPT + MAX_NEW * 5 + 16) // block_size) + 2
             self.sched = Scheduler(self.rng, block_size=block_size, num_slots=slots, budget=budget,
@@ -46,10 +58,62 @@ def build_machine(config: FuzzConfig, collector: Collector) -> type[RuleBasedSta
             self.baseline = config.baseline_impl.new()
             self.candidate = config.candidate_impl.new()
             self.history: list = []
+            self.prior_kind = prior_kind
+            # What each runner block-table row holds while its slot is empty (None: -1), slots then extra rows.
+            self.rows: list[list[int] | None] = [None] * (slots + extra_rows)
+            if warmup:
+                self._warm_up(budget + MAX_OVERLAP)
             for slot in range(slots):  # a server rarely starts a step empty: seed the slots
                 if self.rng.random() < 0.7:
                     self.sched.admit(slot, int(self.rng.integers(1, 200)), draft=int(self.rng.integers(0, 3)),
                                      max_new=int(self.rng.integers(1, MAX_NEW)))
+                    self.rows[slot] = None  # insert resets the row
+
+        def _warm_up(self, buffer_size: int) -> None:
+            """The capture dummy run: every captured row prefills one token over ``arange`` blocks (run, not triaged)."""
+            n, block_num = len(self.rows), int(self.rng.integers(1, 3))
+            tables = np.arange(n * block_num, dtype=np.int32).reshape(n, block_num)
+            padded = pad_tokens(n, "capture", 0)
+            state = BatchState.from_dict({
+                "seq_lens_encoder": [1] * n, "seq_lens_decoder": [0] * n, "seq_lens_this_time": [1] * n,
+                "block_tables": tables.tolist(), "block_size": self.sched.block_size, "padded_num_tokens": padded,
+                "max_num_batched_tokens": max(buffer_size, padded)})
+            state = self._first(state)
+            observe(self.baseline, state.step_inputs(), config.layers)
+            observe(self.candidate, state.step_inputs(), config.layers)
+            self.history.append(state)
+            self.rows = [row.tolist() for row in tables]
+
+        def _first(self, state: BatchState) -> BatchState:
+            """The first state the instances see carries legacy's uninitialised position buffer."""
+            if self.history:
+                return state
+            prior = prior_positions(self.rng, state, self.prior_kind)
+            return state if prior is None else dataclasses.replace(state, prior_position_ids=prior).validate()
+
+        def _runner_state(self, state: BatchState, padding: str) -> BatchState:
+            """The scheduler's state as the runner holds it: empty slots' rows keep what they held, a replayed
+            graph covers the extra rows, an overlap estimate is the runner's own token count."""
+            slots = len(self.sched.slots)
+            held = [r if (b < slots and self.sched.slots[b] is None) or b >= slots else None
+                    for b, r in enumerate(self.rows)]
+            width = max([state.max_blocks] + [len(r) for r in held if r])
+            tables = np.full((state.bsz, width), -1, dtype=np.int32)
+            tables[:, : state.max_blocks] = state.block_tables
+            for b in range(slots):
+                if held[b]:
+                    tables[b] = -1
+                    tables[b, : len(held[b])] = held[b]
+            changes: dict = {"block_tables": tables}
+            if padding == "overlap" and state.padded_num_tokens > state.num_tokens:
+                changes["launch_num_tokens"] = state.padded_num_tokens
+            if padding == "capture" and len(self.rows) > slots and state.padded_num_tokens > state.num_tokens:
+                past = np.full((len(self.rows) - slots, width), -1, dtype=np.int32)
+                for j, row in enumerate(held[slots:]):
+                    if row:
+                        past[j, : len(row)] = row
+                changes["block_tables_past_bsz"] = past
+            return self._first(dataclasses.replace(state, **changes).validate())
 
         @rule(prompt=st.integers(1, MAX_PROMPT), draft=st.integers(0, 3), prefix=st.booleans(),
               max_new=st.integers(1, MAX_NEW))
@@ -60,14 +124,17 @@ def build_machine(config: FuzzConfig, collector: Collector) -> type[RuleBasedSta
             donors = [s for s in self.sched.running() if self.sched.slots[s].cached >= self.sched.block_size]
             donor = donors[int(self.rng.integers(len(donors)))] if prefix and donors else None
             cached = self.sched.slots[donor].cached if donor is not None else 0
-            self.sched.admit(free[int(self.rng.integers(len(free)))], prompt + cached, cached=cached,
-                             draft=draft, prefix_from=donor, max_new=max_new)
+            slot = free[int(self.rng.integers(len(free)))]
+            self.sched.admit(slot, prompt + cached, cached=cached, draft=draft, prefix_from=donor, max_new=max_new)
+            self.rows[slot] = None  # insert resets the row
 
         @precondition(lambda self: bool(self.sched.running()))
         @rule(which=st.integers(0, MAX_SLOTS - 1))
         def finish(self, which: int) -> None:
             running = self.sched.running()
-            self.sched.finish(running[which % len(running)])
+            slot = running[which % len(running)]
+            self.rows[slot] = list(self.sched.slots[slot].blocks)  # completion does not reset the row
+            self.sched.finish(slot)
 
         @precondition(lambda self: bool(self.sched.running()))
         @rule(which=st.integers(0, MAX_SLOTS - 1), idle=st.booleans())
@@ -79,23 +146,26 @@ def build_machine(config: FuzzConfig, collector: Collector) -> type[RuleBasedSta
                 self.sched.slots[slot].idle = not self.sched.slots[slot].idle
             else:
                 self.sched.preempt(slot)
+                self.rows[slot] = None  # preemption resets the row
 
         @rule(padding=st.sampled_from(PADDINGS), extra=st.integers(1, MAX_OVERLAP), accept=st.integers(0, 3),
               lookahead=st.integers(0, 1))
         def step(self, padding: str, extra: int, accept: int, lookahead: int) -> None:
             """Schedule one step, run both sides on their persistent instances, triage, then commit."""
             step = self.sched.schedule(padding=padding, overlap_extra=extra, lookahead=lookahead)
-            case = Case(step.state, step.phases, step.tags | {MACHINE}, tuple(self.history))
+            state = self._runner_state(step.state, padding)
+            case = Case(state, step.phases, step.tags | {MACHINE}, tuple(self.history))
             note(case, steer=False)
-            inputs = step.state.step_inputs
-            base = observe(self.baseline, inputs(), config.layers)
-            cand = observe(self.candidate, inputs(), config.layers)
-            report = compare.triage(step.state, base, cand, config.baseline, config.candidate, config.layers)
-            self.history.append(step.state)
+            base = observe(self.baseline, state.step_inputs(), config.layers)
+            cand = observe(self.candidate, state.step_inputs(), config.layers)
+            report = compare.triage(state, base, cand, config.baseline, config.candidate, config.layers)
+            self.history.append(state)
             if collector.record(MACHINE, case, report):
                 raise PropertyFailed(report.render(max_lines_per_group=4))
             accepted = [1 + min(accept, int(x) - 1) for x in step.state.seq_lens_this_time]
-            self.sched.commit(step, accepted)
+            blocks = {i: list(r.blocks) for i, r in enumerate(self.sched.slots) if r is not None}
+            for slot in self.sched.commit(step, accepted):
+                self.rows[slot] = blocks[slot]  # finished: the row keeps its freed blocks
 
     return SchedulerMachine
 

@@ -7,7 +7,6 @@ set it produced; the replay must reproduce that set, or a later candidate must h
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from properties.checks import equivalence
 from properties.config import PROPERTY_LAYERS, FuzzConfig
 from properties.strategies import Case
 from validation.compare import Report
+from validation.limits import read_json
 
 REGRESSIONS = Path(__file__).resolve().parent.parent / "fixtures" / "regressions"
 
@@ -35,7 +35,7 @@ class Regression:
 
 
 def load(path: Path) -> Regression:
-    data = json.loads(path.read_text())
+    data = read_json(path, "case file")
     case = Case.from_dict(data["state"], history=data.get("history", ()))
     cfg = FuzzConfig(data["baseline"], data["candidate"], backend=data.get("backend", "paddle"),
                      layers=int(data.get("layers", PROPERTY_LAYERS)))

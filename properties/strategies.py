@@ -8,6 +8,7 @@ contexts, the plain block size, no padding), which is what makes a counterexampl
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 from properties.scheduler import (
     INT32_MAX, LAUNCH_LIMIT, MAX_MODEL_LEN, MAX_OVERLAP, MAX_TABLE_CELLS, PADDINGS, PHASES, Scheduler, Step, state_tags,
 )
-from validation.state import BatchState
+from validation.state import MAX_NUM_SEQS, BatchState
 
 DEFAULT_BLOCK_SIZES = (64,)
 SWEEP_BLOCK_SIZES = (1, 16, 32, 48, 64, 100, 128, 256)
@@ -33,8 +34,13 @@ BUDGETS = (128, 16, 32, 64, 256, 1024)
 # budget from the first slots and requests past index 255 (or 1023) would never carry a token.
 BATCH_TIERS = ((0, 21, 1, 8), (22, 28, 9, 96), (29, 30, 97, LAUNCH_LIMIT), (31, 31, LAUNCH_LIMIT + 1, LAUNCH_LIMIT + 64))
 LARGE_BATCH = 96
-# Context tiers from a 0..9 dial: short most often, up to DeepSeek-V3.2's maximum rarely.
-CONTEXT_TIERS = ((0, 6, 160), (7, 8, 8192), (9, 9, MAX_MODEL_LEN))
+# Context tiers from a 0..9 dial: short most often, up to DeepSeek-V3.2's maximum rarely. The long tier's cap
+# is the most the table allows (not a hypothesis integer, which stays small): long contexts at every block size.
+CONTEXT_TIERS = ((0, 6, 160), (7, 8, 8192), (9, 9, MAX_MODEL_LEN, MAX_MODEL_LEN))
+# In the long tier, how often a request sits in the last 1024 tokens of its cap (``context:near_max``).
+NEAR_MAX_SHARE = 0.25
+# How often the seed alone puts a case in the long tier (derandomised runs draw the dial's 9 too rarely).
+LONG_SHARE = 1 / 16
 # Phase mixes: how often each slot is in each phase (order of ``PHASES``).
 MIXES: dict[str, tuple[float, ...]] = {
     #           empty idle prefill chunked prefix decode mtp
@@ -44,6 +50,17 @@ MIXES: dict[str, tuple[float, ...]] = {
     "chunked":  (0, 1, 1, 5, 3, 1, 1),
     "sparse":   (4, 3, 1, 1, 0, 1, 1),
 }
+
+
+# What the legacy model's uninitialised position buffer holds (``prior_position_ids``), the first the shrink
+# target: realistic (zeros, stale positions of these requests) and adversarial (huge, negative, a mix).
+PRIOR_KINDS = ("none", "zeros", "stale", "large", "negative", "mixed")
+# What the runner's block-table rows past bsz hold when a captured graph replays (``block_tables_past_bsz``):
+# reset by an abort (-1), a finished request's blocks (rows are not reset on completion, SPEC 4a; its blocks
+# are free and may be live again), or the capture dummy runs' ``arange`` tables (gpu_model_runner.py
+# lines 1152-1154 at 2d8338f9e4e6).
+PAST_KINDS = ("none", "empty", "finished", "warmup")
+ADVERSARIAL_POSITIONS = (INT32_MAX, 2**30, 1_000_000, MAX_MODEL_LEN, -1, -2, -65, -(2**31))
 
 
 @dataclass(frozen=True)
@@ -61,13 +78,21 @@ class Case:
         """A pinned case (``@example``, regression file): scenarios are recomputed from the state."""
         state = BatchState.from_dict(data)
         phases = tuple(_phase_of(state, b) for b in range(state.bsz))
-        padding = "capture" if state.padded_num_tokens > state.num_tokens else "none"
+        padding = padding_kind(state)
         all_tags = frozenset(state_tags(state, padding, phases)) | frozenset(tags)
         return cls(state, phases, all_tags, tuple(BatchState.from_dict(h) for h in history))
 
     def __repr__(self) -> str:
         history = f", history=[{len(self.history)} states]" if self.history else ""
         return f"Case.from_dict({self.state.to_json()}{history})"
+
+
+def padding_kind(state: BatchState) -> str:
+    """``overlap`` when the runner's own token count is the padded launch (an over-estimate run eagerly),
+    ``capture`` when a captured graph pads past it, ``none`` otherwise."""
+    if state.padded_num_tokens <= state.num_tokens:
+        return "none"
+    return "overlap" if state.launch_tokens == state.padded_num_tokens else "capture"
 
 
 def _phase_of(state: BatchState, b: int) -> str:
@@ -123,10 +148,75 @@ def cases(draw: st.DrawFn, block_sizes: Sequence[int] = DEFAULT_BLOCK_SIZES) -> 
         "boundary": draw(st.integers(0, 3)) == 3,
     }
     seed = draw(st.integers(0, 2**32 - 1))
-    step = build_step(np.random.default_rng(seed), block_size=block_size, bsz=bsz, ctx_cap=ctx_cap, **knobs)
-    case = Case(step.state, step.phases, step.tags)
+    prior_kind, past_kind = draw(st.sampled_from(PRIOR_KINDS)), draw(st.sampled_from(PAST_KINDS))
+    past_count = draw(st.integers(1, 4))
+    rng = np.random.default_rng(seed)
+    if rng.random() < LONG_SHARE:  # the long tier by the seed too: hypothesis' own draws of the dial cluster
+        ctx_cap = max_ctx
+    step = build_step(rng, block_size=block_size, bsz=bsz, ctx_cap=ctx_cap, **knobs)
+    state = with_runner(rng, step.state, knobs["padding"], prior_kind, past_kind, past_count)
+    past_kind = past_kind if state.block_tables_past_bsz is not None else "none"
+    tags = step.tags | {f"legacy_buffer:{prior_kind}", f"captured_rows:{past_kind}"}
+    case = Case(state, step.phases, frozenset(tags))
     note(case)
     return case
+
+
+def with_runner(rng: np.random.Generator, state: BatchState, padding: str, prior_kind: str, past_kind: str,
+                past_count: int) -> BatchState:
+    """The runner's buffers around a scheduled step (SPEC 4a): an overlap step's estimate is the runner's own
+    token count; a replayed capture may cover rows past bsz; legacy's position buffer holds what it holds."""
+    changes: dict = {}
+    if padding == "overlap":
+        changes["launch_num_tokens"] = state.padded_num_tokens
+    prior = prior_positions(rng, state, prior_kind)
+    if prior is not None:
+        changes["prior_position_ids"] = prior
+    replay = padding == "capture" and state.padded_num_tokens > state.num_tokens
+    small = state.bsz + past_count <= MAX_NUM_SEQS and (state.bsz + past_count) * state.max_blocks <= MAX_TABLE_CELLS
+    if replay and small and past_kind != "none":
+        changes["block_tables_past_bsz"] = past_rows(rng, state, past_kind, past_count)
+    return dataclasses.replace(state, **changes).validate() if changes else state
+
+
+def prior_positions(rng: np.random.Generator, state: BatchState, kind: str) -> np.ndarray | None:
+    """Contents of legacy's ``paddle.empty`` position buffer over the padded launch, or None (zeros)."""
+    size = min(state.padded_num_tokens, state.max_num_batched_tokens)
+    if kind == "none" or size == 0:
+        return None
+    if kind == "zeros":
+        return np.zeros(size, dtype=np.int32)
+    live = state.seq_lens_this_time > 0
+    real = np.concatenate([state.seq_lens_decoder[b] + np.arange(state.seq_lens_this_time[b]) for b in np.flatnonzero(live)]
+                          or [np.arange(1)]).astype(np.int64)
+    stale = np.maximum(rng.choice(real, size) - rng.integers(0, 3, size), 0)  # earlier steps' positions
+    wild = rng.choice(np.asarray(ADVERSARIAL_POSITIONS, dtype=np.int64), size)
+    if kind == "stale":
+        out = stale
+    elif kind == "large":
+        out = np.where(wild > 0, wild, stale)
+    elif kind == "negative":
+        out = np.where(wild < 0, wild, -rng.integers(1, 2 * state.block_size + 1, size))
+    else:
+        out = np.where(rng.random(size) < 0.5, stale, wild)
+    return out.astype(np.int32)
+
+
+def past_rows(rng: np.random.Generator, state: BatchState, kind: str, count: int) -> np.ndarray:
+    """Block-table rows past bsz that a replayed capture still covers."""
+    width = state.max_blocks
+    rows = np.full((count, width), -1, dtype=np.int32)
+    if kind == "finished":  # a finished request's row keeps its freed blocks, now another request's
+        live = [b for b in range(state.bsz) if (state.block_tables[b] >= 0).any()]
+        for r in range(count):
+            if live:
+                rows[r] = state.block_tables[live[int(rng.integers(len(live)))]]
+    elif kind == "warmup":  # the capture dummy runs' arange(idx * block_num, (idx + 1) * block_num)
+        block_num = int(rng.integers(1, width + 1))
+        for r in range(count):
+            idx = state.bsz + r
+            rows[r, :block_num] = np.arange(idx * block_num, (idx + 1) * block_num, dtype=np.int64).clip(max=INT32_MAX)
+    return rows
 
 
 def build_step(rng: np.random.Generator, *, block_size: int, bsz: int, ctx_cap: int, mix: str, budget: int,
@@ -176,6 +266,8 @@ def _context(rng: np.random.Generator, cap: int, bs: int, boundary: bool) -> int
     """A context length in ``[1, cap]``, log-uniform (short ones most often), optionally on a block edge."""
     low = math.log(cap // 16) if cap >= 32_768 else 0.0  # the long tier: long contexts, not just possible ones
     ctx = int(math.exp(rng.uniform(low, math.log(cap + 1))))
+    if cap >= 32_768 and rng.random() < NEAR_MAX_SHARE:
+        ctx = cap - int(rng.integers(0, 1024))
     if boundary and bs > 1:
         ctx = max(1, (ctx // bs) * bs + int(rng.integers(-1, 2)))
     return max(1, min(ctx, cap))

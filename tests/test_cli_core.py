@@ -112,3 +112,20 @@ def test_slots_survives_a_plugin_that_returns_no_layers(tmp_path, capsys) -> Non
     plugin.write_text("import numpy as np\ndef f(i):\n    return {'position_ids': np.zeros(1, np.int32), 'layers': []}\n")
     assert main(["slots", "--state", str(STATES / "spec_decode.json"), "--impl", f"{plugin}:f"]) == 0
     assert "indexer: no layers returned" in capsys.readouterr().out
+
+
+@requires_paddle
+def test_slots_shows_the_zero_fill_then_the_previous_steps_slots_on_padded_rows(capsys) -> None:
+    """Acceptance (issue 10): a fresh padded step puts padded rows at slot 0; the next step shows step 1's slots."""
+    case = STATES.parent / "regressions" / "stale_tail_zero_fill.json"
+    assert main(["slots", "--state", str(case), "--impl", "single_step", "--json"]) == 0
+    first, second = json.loads(capsys.readouterr().out)["steps"]
+    assert first["layers"][0]["attention"]["slots"][6:] == [0, 0]
+    assert second["layers"][0]["attention"]["slots"][3] == first["layers"][0]["attention"]["slots"][3] == 896
+
+
+@requires_paddle
+def test_slots_with_minus_one_batch_ids_reports_the_fused_out_of_bounds_read(capsys) -> None:
+    assert main(["slots", "--state", str(STATES / "fused_negative_batch_id.json"), "--impl", "fused"]) == 0
+    assert ("hazard: get_position_ids_and_slot_mapping: 2 token(s) with batch id -1 read block_tables before its "
+            "start; first: token 2 reads element -2 (8 bytes before the table)") in capsys.readouterr().out

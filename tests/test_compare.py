@@ -133,3 +133,105 @@ def test_a_slot_downstream_of_a_shared_wrong_position_is_shared_even_when_the_ba
 def test_without_a_shared_cause_a_differing_wrong_slot_stays_a_regression() -> None:
     report = compare.triage(BS16, _one([20], [36], [77]), _one([20], [36], [55]), "b", "c", 1)
     assert [(f.consumer, f.verdict) for f in report.findings] == [("indexer", REGRESSION)]
+
+
+# ---- a faulted baseline (issue 10: triage at block sizes other than 64) --------------------------
+# At block size 256 the legacy indexer (block size 64) reads past the table and its model faults,
+# returning nothing. The old rule then called every wrong element of the candidate a REGRESSION
+# ("baseline=missing") and the v1 op's overrun, which both sides run, a REGRESSION "baseline=none".
+
+FAULT = Observation(error="KernelFault: layer 0 indexer: reads block_tables out of bounds")
+# A chunked continuation at block size 256: truth positions 256, 257 on block 7 (slots 1792, 1793).
+# v1 restarts them at 0 (block 5: slots 1280, 1281) and writes the decode run past the 2-entry buffer.
+CHUNKED_256 = make_state(block_size=256, seq_lens_encoder=[2], seq_lens_decoder=[256], seq_lens_this_time=[2],
+                         block_tables=[[5, 7]], max_num_batched_tokens=2)
+V1_OVERRUN = "position op (v1) wrote 2 entries past its buffer of 2 (index up to 3)"
+
+
+def _faulted(state, cand: Observation) -> compare.Report:
+    return compare.triage(state, FAULT, cand, "legacy", "single_step", num_layers=2)
+
+
+def test_a_faulted_baseline_is_stood_in_for_and_shared_causes_are_not_regressions() -> None:
+    cand = _obs([0, 1], [1280, 1281])
+    cand.hazards = [V1_OVERRUN]
+    report = _faulted(CHUNKED_256, cand)
+    by_consumer = {(f.consumer, f.verdict) for f in report.findings}
+    assert REGRESSION not in report.verdicts and report.exit_code() == 0
+    assert {("position_ids", SHARED_BUG), ("indexer", SHARED_BUG), ("attention", SHARED_BUG),
+            ("memory", SHARED_BUG), ("launch", FIX)} == by_consumer
+    position = next(f for f in report.findings if f.consumer == "position_ids")
+    assert (position.baseline, position.candidate, position.oracle) == (0, 0, 256)
+    assert "the shared position op" in position.note and "baseline faulted" in position.note
+
+
+def test_a_faulted_baseline_does_not_hide_a_difference_the_candidate_introduced() -> None:
+    # Right positions, but slots one off: nothing the baseline shares explains them.
+    report = _faulted(CHUNKED_256, _obs([256, 257], [1793, 1794]))
+    assert {(f.consumer, f.verdict) for f in report.findings if f.consumer != "launch"} == {
+        ("indexer", REGRESSION), ("attention", REGRESSION)}
+    assert report.exit_code() == 1
+    # A hazard from an op the stand-in does not run is the candidate's own.
+    cand = _obs([0, 1], [1280, 1281])
+    cand.hazards = ["slot op wrote 3 entries past its buffer of 2 (index up to 4)"]
+    assert any(f.consumer == "memory" and f.verdict == REGRESSION for f in _faulted(CHUNKED_256, cand).findings)
+
+
+def test_a_faulted_baseline_shares_the_int32_product() -> None:
+    # Block size 100, a decode at position 64 (the 64-block indexer reads column 1 of a 1-wide table).
+    state = make_state(block_size=100, seq_lens_decoder=[64], block_tables=[[21474842]])
+    wrapped = (21474842 * 100 + 2**31) % 2**32 - 2**31 + 64
+    report = _faulted(state, _obs([64], [wrapped]))
+    slots = [f for f in report.findings if f.consumer in ("indexer", "attention")]
+    assert slots and {f.verdict for f in slots} == {SHARED_BUG}
+    assert all("int32 overflow" in f.note for f in slots) and report.exit_code() == 0
+    # The candidate that takes the product in int64 is right: OK, only the launch FIX is reported.
+    right = _faulted(state, _obs([64], [21474842 * 100 + 64]))
+    assert [(f.consumer, f.verdict) for f in right.findings] == [("launch", FIX)]
+
+
+def test_a_faulted_baseline_leaves_a_live_padded_slot_the_candidates() -> None:
+    state = make_state(padded_num_tokens=3)  # decode at 10 on block 3 (slot 202), then 2 padded rows
+    report = _faulted(state, _obs([10], [202, 0, 202]))
+    padded = [f for f in report.findings if f.token in (1, 2)]
+    assert padded and {f.verdict for f in padded} == {REGRESSION}
+    assert all(f.baseline == compare.MISSING for f in padded)
+
+
+def test_both_sides_faulting_is_still_one_shared_launch_finding() -> None:
+    report = _faulted(CHUNKED_256, FAULT)
+    assert [(f.consumer, f.verdict) for f in report.findings] == [("launch", SHARED_BUG)]
+
+
+PLUGINS = '''
+import numpy as np
+
+def faulty(inputs):
+    raise RuntimeError("KernelFault: layer 0 indexer: reads block_tables out of bounds")
+
+def v1_like(inputs):
+    return {"position_ids": np.asarray([0, 1, 0, 1], np.int32),
+            "slot_mapping": np.asarray([1024, 1025, 1024, 1025], np.int64)}
+
+def own_bug(inputs):
+    return {"position_ids": np.asarray([0, 1, 0, 1], np.int32),
+            "slot_mapping": np.asarray([1029, 1030, 1031, 1032], np.int64)}
+'''
+
+
+def test_the_invariants_property_stands_in_for_a_faulted_baseline_too(tmp_path) -> None:
+    from properties.checks import invariants
+    from properties.config import FuzzConfig
+    from properties.strategies import Case
+
+    path = tmp_path / "sides.py"
+    path.write_text(PLUGINS)
+    # Request 1 continues a prefill at 256 (block 7) and holds request 0's block 4 as its first block: v1
+    # restarts it at 0, onto request 0's slots. The baseline faulted; the shared position op explains it.
+    case = Case.from_dict(dict(block_size=256, seq_lens_encoder=[2, 2], seq_lens_decoder=[0, 256],
+                               seq_lens_this_time=[2, 2], block_tables=[[4, -1], [4, 7]]))
+    shared = invariants(case, FuzzConfig(f"{path}:faulty", f"{path}:v1_like"))
+    assert {(f.consumer, f.verdict) for f in shared.findings} == {("invariant unique", SHARED_BUG)}
+    # Slots off their positions' block offsets: a rule the baseline's surviving path keeps, the candidate's bug.
+    own = invariants(case, FuzzConfig(f"{path}:faulty", f"{path}:own_bug"))
+    assert ("invariant block_offset", REGRESSION) in {(f.consumer, f.verdict) for f in own.findings}

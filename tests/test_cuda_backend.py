@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from support import load_fixture, state_files
+from support import load_fixture, make_state, state_files
 from validation import compare, seam
 from validation.impls import cuda_paths
 from validation.state import BatchState
@@ -15,7 +15,7 @@ from validation.state import BatchState
 REASON = cuda_paths.available()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"CUDA backend cannot run here: {REASON}")
 
-IMPLS = ("legacy", "single_step", "chunked_fix", "get_position_ids", "fused")
+IMPLS = ("legacy", "single_step", "chunked_fix", "get_position_ids", "fused", "tail_reset", "tail_reset_fused")
 
 
 @pytest.mark.parametrize(("path", "pair"), [(p, pair) for p in state_files() for pair in load_fixture(p)["triage"]],
@@ -50,3 +50,34 @@ def test_a_1025_thread_block_really_does_not_launch() -> None:
     with pytest.raises(Exception, match="(?i)invalid"):
         kernel((1,), (1025,), (buf,))
         cp.cuda.runtime.deviceSynchronize()
+
+
+def _cuda(name: str, **fields):
+    return seam.observe(seam.resolve(name, backend="cuda").new(), make_state(**fields).step_inputs(), 1)
+
+
+TWO_DECODES = dict(seq_lens_encoder=[0, 0], seq_lens_decoder=[5, 130], seq_lens_this_time=[1, 1],
+                   block_tables=[[2, -1, -1], [4, 6, 8]])
+
+
+def test_gpu_buffers_zero_filled_overlap_rows_eager_and_legacy_prior_contents() -> None:
+    """The same values tests/test_paddle_models.py asserts for the Paddle models (SPEC 4a)."""
+    assert _cuda("single_step", padded_num_tokens=4, launch_num_tokens=3,
+                 **TWO_DECODES).layers[0]["attention"].tolist() == [133, 514, 4 * 64, 0]
+    assert _cuda("tail_reset", padded_num_tokens=4, launch_num_tokens=3,
+                 **TWO_DECODES).layers[0]["attention"].tolist() == [133, 514, -1, -1]
+    assert _cuda("legacy", padded_num_tokens=4, prior_position_ids=[0, 0, 70, -1],
+                 **TWO_DECODES).layers[0]["attention"].tolist() == [133, 514, 6 * 64 + 6, 8 * 64 + 63]
+    assert _cuda("legacy", padded_num_tokens=3, block_tables_past_bsz=[[-1, -1, -1], [7, 9, -1]],
+                 **TWO_DECODES).layers[0]["attention"].tolist() == [133, 514, 7 * 64]
+    fault = _cuda("legacy", padded_num_tokens=3, prior_position_ids=[0, 0, 2**31 - 1], **TWO_DECODES)
+    assert fault.error is not None and "token row 2" in fault.error
+
+
+def test_gpu_fused_reports_the_minus_one_read_like_the_paddle_model() -> None:
+    obs = _cuda("fused", padded_num_tokens=2, batch_id_per_token=[0, -1], **TWO_DECODES)
+    assert obs.hazards == ["get_position_ids_and_slot_mapping: 1 token(s) with batch id -1 read block_tables before "
+                           "its start; first: token 1 reads element -1 (4 bytes before the table)"]
+    assert obs.layers[0]["attention"].tolist() == [133, 0]
+    fixed = _cuda("tail_reset_fused", padded_num_tokens=2, batch_id_per_token=[0, -1], **TWO_DECODES)
+    assert fixed.hazards == [] and fixed.layers[0]["attention"].tolist() == [133, -1]

@@ -14,7 +14,7 @@ from validation.state import BatchState
 
 pytestmark = requires_paddle
 
-IMPLS = ("legacy", "single_step", "chunked_fix", "get_position_ids", "fused")
+IMPLS = ("legacy", "single_step", "chunked_fix", "get_position_ids", "fused", "tail_reset", "tail_reset_fused")
 TRIAGE_CASES = [
     (path, pair) for path in state_files() for pair in load_fixture(path)["triage"]
 ]

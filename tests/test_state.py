@@ -98,3 +98,47 @@ def test_malformed_json_file_names_line_and_column(tmp_path) -> None:
     path.write_text('{"block_size": 64,\n "seq_lens_encoder": [0,}')
     with pytest.raises(InputError, match=r"s.json: malformed JSON at line 2 column"):
         BatchState.from_json(path)
+
+
+# ---- the runner fields (SPEC 4a) ---------------------------------------------------------------------------
+
+RUNNER_BASE = dict(block_size=64, seq_lens_encoder=[0, 0], seq_lens_decoder=[5, 3], seq_lens_this_time=[1, 1],
+                   block_tables=[[1], [2]], padded_num_tokens=4)
+
+
+def test_runner_fields_round_trip_and_reach_the_seam() -> None:
+    state = BatchState.from_dict({**RUNNER_BASE, "launch_num_tokens": 3, "prior_position_ids": [7, 7, 7, -5],
+                                  "block_tables_past_bsz": [[9], [-1]], "batch_id_per_token": [0, -1, -1, -1]})
+    assert BatchState.from_dict(state.to_dict()).to_dict() == state.to_dict()
+    inputs = state.step_inputs()
+    assert inputs["launch_num_tokens"] == 3
+    assert inputs["prior_position_ids"].tolist() == [7, 7, 7, -5]
+    assert inputs["block_tables_past_bsz"].tolist() == [[9], [-1]]
+    assert inputs["batch_id_per_token"].tolist() == [0, -1, -1, -1]
+
+
+def test_a_state_without_runner_fields_keeps_its_json_and_defaults() -> None:
+    state = BatchState.from_dict(RUNNER_BASE)
+    assert not {"launch_num_tokens", "prior_position_ids", "block_tables_past_bsz", "batch_id_per_token"} & set(state.to_dict())
+    inputs = state.step_inputs()
+    assert inputs["launch_num_tokens"] == 2 and inputs["prior_position_ids"].size == 0
+    assert inputs["block_tables_past_bsz"].shape == (0, 1)
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"launch_num_tokens": 5}, "launch_num_tokens: the runner's token count lies between the real count 2 and the padded launch 4, got 5"),
+    ({"launch_num_tokens": 1}, "launch_num_tokens: the runner's token count lies between"),
+    ({"prior_position_ids": [0] * 5}, "prior_position_ids: holds the position buffer's 4 entries at most, got 5"),
+    ({"prior_position_ids": [1.5]}, r"prior_position_ids\[0\]: must be an integer"),
+    ({"block_tables_past_bsz": [[1, 2]]}, r"block_tables_past_bsz\[0\]: rows must all have 1 entries"),
+    ({"block_tables_past_bsz": [[-2]]}, r"block_tables_past_bsz\[0, 0\]: block ids are >= 0, or -1; got -2"),
+    ({"block_tables_past_bsz": [[-1]] * 511}, "block_tables_past_bsz: bsz 2 \\+ 511 rows past it exceed max_num_seqs <= 512"),
+    ({"block_tables_past_bsz": 3}, "block_tables_past_bsz: must be a list of rows, got int"),
+    ({"batch_id_per_token": [0, 1, -1]}, "batch_id_per_token: has one entry per launched row \\(4\\), got 3"),
+    ({"batch_id_per_token": [1, 1, -1, -1]}, r"batch_id_per_token\[0\]: a row holds its token's request \(0\) or the -1"),
+    ({"batch_id_per_token": [0, 1, 0, -1]}, r"batch_id_per_token\[2\]: a row holds its token's request \(-1\)"),
+])
+def test_runner_fields_that_no_runner_could_hold_are_refused_in_one_line(fields: dict, message: str) -> None:
+    with pytest.raises(InputError, match=message) as info:
+        BatchState.from_dict({**RUNNER_BASE, **fields})
+    assert "\n" not in str(info.value)

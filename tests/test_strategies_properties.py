@@ -64,3 +64,48 @@ def test_allocator_gives_each_request_unique_blocks_and_shares_only_full_prefix_
     assert not (own[0] & own[1]) and not (own[1] & own[2])
     sched.finish(0)
     assert set(sharer.blocks[:2]) & set(sched.pool._free) == set()  # still held by the sharer
+
+
+def test_strategies_draw_every_kind_of_runner_buffer() -> None:
+    """SPEC 4a: legacy's uninitialised positions (realistic and adversarial), captured rows past bsz, overlap."""
+    from properties.strategies import PAST_KINDS, PRIOR_KINDS  # noqa: PLC0415
+
+    seen: Counter = Counter()
+
+    @FAST
+    @given(case=cases((64,)))
+    def run(case) -> None:
+        state = case.state
+        seen.update(t for t in case.tags if t.startswith(("legacy_buffer:", "captured_rows:")))
+        if state.prior_position_ids is not None:
+            values = state.prior_position_ids
+            seen.update({"prior:negative"} if (values < 0).any() else set())
+            seen.update({"prior:huge"} if (values > 100_000).any() else set())
+        if state.block_tables_past_bsz is not None:
+            assert "padding:capture" in case.tags  # only a replayed graph covers rows past bsz
+            seen["past_rows"] += 1
+        if state.launch_num_tokens is not None:
+            assert state.launch_num_tokens == state.padded_num_tokens > state.num_tokens  # eager overlap
+            seen["overlap_launch"] += 1
+
+    run()
+    wanted = {f"legacy_buffer:{k}" for k in PRIOR_KINDS} | {f"captured_rows:{k}" for k in PAST_KINDS}
+    wanted |= {"prior:negative", "prior:huge", "past_rows", "overlap_launch"}
+    assert not wanted - set(seen), f"never drawn: {sorted(wanted - set(seen))}"
+
+
+def test_state_machine_can_start_from_the_capture_warm_up(tmp_path) -> None:
+    """The warm-up's arange slots sit in single_step's tail when the first padded step replays."""
+    from properties.collector import Collector  # noqa: PLC0415
+    from properties.config import FuzzConfig  # noqa: PLC0415
+    from properties.machine import build_machine  # noqa: PLC0415
+    from tests.support import requires_paddle  # noqa: PLC0415, F401 - the machine runs the Paddle models
+
+    config = FuzzConfig("oracle", "single_step", out_dir=tmp_path)
+    machine = build_machine(config, Collector(config))()
+    machine.start(seed=3, block_size=64, budget=64, slots=1, huge_ids=False, warmup=True, prior_kind="none",
+                  extra_rows=2)
+    warm = machine.history[0]
+    assert warm.bsz == 3 and warm.padded_num_tokens == 4 and (warm.block_tables[:, 0] == np.arange(3) * warm.max_blocks).all()
+    out = machine.candidate(warm.step_inputs())  # what the warm-up left in the buffer's head
+    assert out["slot_mapping"][:3].tolist() == [int(b) * 64 for b in warm.block_tables[:, 0]]

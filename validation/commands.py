@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "slots", help="print one implementation's position ids and each consumer's slots for a state",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  dsa-validate slots --state fixtures/states/spec_prefill_bs4.json --impl legacy")
-    slots.add_argument("--state", required=True, metavar="FILE.json", help="a batch-state file")
+    slots.add_argument("--state", required=True, metavar="FILE.json",
+                       help="a batch-state file, or a case file whose history steps run first (each step shown)")
     slots.add_argument("--impl", default="single_step",
                        help="registry name, module:NAME or path/file.py:NAME (default: single_step)")
     slots.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -58,14 +59,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_slots(args: argparse.Namespace) -> int:
-    state = BatchState.from_json(args.state)
+    steps = load_steps(args.state)
     impl = seam.resolve(args.impl, backend=args.backend, num_layers=args.layers, field_name="impl")
-    obs = seam.observe(impl.new(), state.step_inputs(), args.layers)
+    fn = impl.new()  # a case file's steps run through one instance: its persistent buffers carry over
+    seen = [(state, seam.observe(fn, state.step_inputs(), args.layers)) for state in steps]
     if args.json:
-        print(json.dumps(_observation_json(impl.name, state, obs)))
+        docs = [_observation_json(impl.name, state, obs) for state, obs in seen]
+        print(json.dumps(docs[0] if len(docs) == 1 else {"steps": docs}))
     else:
-        print(_observation_text(impl.name, state, obs))
-    return 0 if obs.error is None else 1
+        for i, (state, obs) in enumerate(seen):
+            text = _observation_text(impl.name, state, obs)
+            print(text if len(seen) == 1 else f"step {i + 1} of {len(seen)}: {text}")
+    return 0 if all(obs.error is None for _, obs in seen) else 1
 
 
 def run_check(args: argparse.Namespace) -> int:

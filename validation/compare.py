@@ -6,6 +6,11 @@ where the baseline was right, or wrong differently), ``SHARED-BUG`` (both equal 
 Equality is bit-exact (dtype, shape, value); rightness is the oracle's, and for a padded token it is
 the consumers' contract: any negative slot (two sides that both break it there share one bug, whatever
 each writes). Findings that repeat across layers are folded into one.
+
+When the baseline faults and the candidate runs, the elements are triaged against the baseline's
+surviving path rebuilt from the SPEC (``validation.causes``): a candidate difference that follows
+from the shared position op or the int32 product is a SHARED-BUG with its cause named, and only a
+difference the candidate introduced is a REGRESSION, at any block size.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from validation import causes
 from validation.oracle import Truth, truth
 from validation.seam import CONSUMERS, Implementation, Observation, observe
 from validation.state import BatchState
@@ -158,10 +164,18 @@ def triage(state: BatchState, base: Observation, cand: Observation, baseline_nam
     report = Report(state, baseline_name, candidate_name, num_layers, max_per_group=max_per_group)
     expected = expected or truth(state)
     _triage_failures(report, base, cand)
-    _triage_hazards(report, base, cand)
+    # A faulted baseline returned nothing: compare the elements with what its surviving path computes,
+    # so a wrong element that follows from a cause both sides share is not called the candidate's.
+    stand_in = base.error is not None and cand.error is None
+    elements = causes.stand_in(state, cand, num_layers) if stand_in else base
+    first = len(report.findings)
+    _triage_hazards(report, elements, cand)
     if cand.error is None:
-        shared_position = _triage_positions(report, expected, base, cand)
-        _triage_slots(report, expected, base, cand, shared_position)
+        shared_position = _triage_positions(report, expected, elements, cand)
+        _triage_slots(report, expected, elements, cand, shared_position)
+    if stand_in:
+        for f in report.findings[first:]:
+            f.note = f"{f.note}; {causes.NOTE}" if f.note else causes.NOTE
     if base.error is not None:
         # The launch finding already says the baseline failed; per-element FIXes would only repeat it.
         report.findings = [f for f in report.findings if f.verdict != FIX or f.consumer == "launch"]
@@ -318,6 +332,8 @@ def _explain(truth_val: int, padding: bool, c_ok: bool, c_val: int, c_has: bool,
         return "int32 overflow of block_id * block_size"
     if not padding and not c_ok and c_val < 0 <= truth_val:
         return "a negative slot for a real token: its KV is silently dropped"
+    if verdict == SHARED_BUG and consumer == "position_ids":
+        return "the shared position op"
     if verdict == SHARED_BUG and consumer in CONSUMERS and not b_ok:
         return "a bug the baseline has too (a shared wrong position, or its other consumer's slot)"
     if verdict == SHARED_BUG and consumer in CONSUMERS:

@@ -26,10 +26,12 @@ import numpy as np
 from validation import seam
 from validation.state import BatchState
 
-PATHS = ("legacy", "single_step", "chunked_fix", "get_position_ids", "fused")
+PATHS = ("legacy", "single_step", "chunked_fix", "get_position_ids", "fused", "tail_reset", "tail_reset_fused")
 LAYERS = 2
 # Every corpus state gets this buffer size, so one instance can run the whole corpus in order.
 SHARED_BUFFER = 1 << 16
+# Corpus states stay small (the corpus travels to the GPU box with the tree): at most this many table cells.
+CORPUS_MAX_CELLS = 4096
 
 
 def digest(obs: seam.Observation) -> str:
@@ -57,7 +59,7 @@ def read_corpus(path: Path) -> Iterator[BatchState]:
 def make_corpus(count: int, out: Path) -> int:
     """Draw ``count`` realistic states from the property suite's strategy (derandomised), half at
     block size 64, half swept over the sweep sizes, each with the shared buffer size."""
-    from hypothesis import HealthCheck, given, settings  # noqa: PLC0415 - only for making a corpus
+    from hypothesis import HealthCheck, assume, given, settings  # noqa: PLC0415 - only for making a corpus
 
     from properties.strategies import SWEEP_BLOCK_SIZES, cases  # noqa: PLC0415
 
@@ -67,6 +69,8 @@ def make_corpus(count: int, out: Path) -> int:
                   suppress_health_check=list(HealthCheck))
         @given(cases(sizes))
         def collect(case) -> None:
+            cells = case.state.block_tables.size + case.state.past_rows.size
+            assume(cells <= CORPUS_MAX_CELLS)
             data = case.state.to_dict()
             data["max_num_batched_tokens"] = max(SHARED_BUFFER, data["max_num_batched_tokens"])
             states.append(data)

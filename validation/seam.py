@@ -38,6 +38,8 @@ BUILTINS: dict[str, dict[str, str]] = {
         "chunked_fix": "validation.impls.paddle_paths:ChunkedFix",
         "get_position_ids": "validation.impls.paddle_paths:GetPositionIds",
         "fused": "validation.impls.paddle_paths:Fused",
+        "tail_reset": "validation.impls.paddle_paths:TailReset",
+        "tail_reset_fused": "validation.impls.paddle_paths:TailResetFused",
     },
     "cuda": {
         "legacy": "validation.impls.cuda_paths:Legacy",
@@ -45,6 +47,8 @@ BUILTINS: dict[str, dict[str, str]] = {
         "chunked_fix": "validation.impls.cuda_paths:ChunkedFix",
         "get_position_ids": "validation.impls.cuda_paths:GetPositionIds",
         "fused": "validation.impls.cuda_paths:Fused",
+        "tail_reset": "validation.impls.cuda_paths:TailReset",
+        "tail_reset_fused": "validation.impls.cuda_paths:TailResetFused",
     },
 }
 # Backend-independent entries: the oracle itself, so ``--baseline oracle`` checks a candidate against the truth.

@@ -16,14 +16,23 @@ from typing import Any
 
 import numpy as np
 
+from validation import limits
 from validation.errors import InputError
 
 INT32_MAX = 2**31 - 1
 # The fields of a state file; anything else is a typo the user should hear about.
 ARRAY_FIELDS = ("seq_lens_encoder", "seq_lens_decoder", "seq_lens_this_time", "block_tables")
 SCALAR_FIELDS = ("block_size", "padded_num_tokens", "max_num_batched_tokens")
+# What the runner's persistent buffers hold besides this step's inputs (SPEC 4a), all optional:
+# ``launch_num_tokens`` the runner's token count (the overlap schedule's estimate, >= the real count),
+# ``prior_position_ids`` the legacy model's uninitialised position buffer when it is allocated,
+# ``block_tables_past_bsz`` the runner's block-table rows past ``bsz`` that a replayed graph still covers,
+# ``batch_id_per_token`` the runner's batch-id buffer when it differs from the packing (-1 rows not written).
+RUNNER_FIELDS = ("launch_num_tokens", "prior_position_ids", "block_tables_past_bsz", "batch_id_per_token")
 # ``name`` labels a state in reports; ``note`` is free text for humans and is not kept.
-ALL_FIELDS = ARRAY_FIELDS + SCALAR_FIELDS + ("name", "note")
+ALL_FIELDS = ARRAY_FIELDS + SCALAR_FIELDS + RUNNER_FIELDS + ("name", "note")
+# FDConfig.check() asserts max_num_seqs <= 512 (SPEC 4a): a captured block table has at most this many rows.
+MAX_NUM_SEQS = 512
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,11 @@ class BatchState:
     padded_num_tokens: int
     max_num_batched_tokens: int
     name: str = ""
+    # The runner's buffers (SPEC 4a); the defaults are a runner that holds nothing surprising.
+    launch_num_tokens: int | None = None  # None: the real token count
+    prior_position_ids: np.ndarray | None = None  # None: the legacy buffer's memory happens to be zero
+    block_tables_past_bsz: np.ndarray | None = None  # None: the captured table is the batch's own rows
+    batch_ids_written: np.ndarray | None = None  # None: the packing of seq_lens_this_time, -1 on padding
 
     # ---- construction -------------------------------------------------------------------
 
@@ -52,6 +66,7 @@ class BatchState:
         for key in ARRAY_FIELDS + ("block_size",):
             if key not in data:
                 raise InputError(key, "required field is missing")
+        limits.check_sizes(data)  # before any field is converted: a size over the limits allocates nothing
         lens = {k: _int_vector(k, data[k]) for k in ARRAY_FIELDS[:3]}
         tables = _int_matrix("block_tables", data["block_tables"], rows=len(lens["seq_lens_this_time"]))
         block_size = _int_scalar("block_size", data["block_size"], minimum=1)
@@ -64,6 +79,10 @@ class BatchState:
             if max_tokens is None
             else _int_scalar("max_num_batched_tokens", max_tokens, minimum=0)
         )
+        launch = data.get("launch_num_tokens")
+        past = data.get("block_tables_past_bsz")
+        prior = data.get("prior_position_ids")
+        written = data.get("batch_id_per_token")
         state = cls(
             seq_lens_encoder=lens["seq_lens_encoder"],
             seq_lens_decoder=lens["seq_lens_decoder"],
@@ -73,6 +92,12 @@ class BatchState:
             padded_num_tokens=padded,
             max_num_batched_tokens=max_tokens,
             name=str(data.get("name", "")),
+            launch_num_tokens=None if launch is None else _int_scalar("launch_num_tokens", launch, minimum=0),
+            prior_position_ids=None if prior is None else _int_vector("prior_position_ids", prior),
+            block_tables_past_bsz=None if past is None else _int_matrix(
+                "block_tables_past_bsz", past, rows=len(past) if isinstance(past, (list, tuple, np.ndarray)) else 0,
+                width=tables.shape[1]),
+            batch_ids_written=None if written is None else _int_vector("batch_id_per_token", written),
         )
         if validate:
             state.validate()
@@ -97,6 +122,15 @@ class BatchState:
             padded_num_tokens=self.padded_num_tokens,
             max_num_batched_tokens=self.max_num_batched_tokens,
         )
+        # Runner fields only when set, so a state without them keeps its old JSON form.
+        if self.launch_num_tokens is not None:
+            out["launch_num_tokens"] = self.launch_num_tokens
+        if self.prior_position_ids is not None:
+            out["prior_position_ids"] = self.prior_position_ids.tolist()
+        if self.block_tables_past_bsz is not None:
+            out["block_tables_past_bsz"] = self.block_tables_past_bsz.tolist()
+        if self.batch_ids_written is not None:
+            out["batch_id_per_token"] = self.batch_ids_written.tolist()
         return out
 
     def to_json(self) -> str:
@@ -125,11 +159,30 @@ class BatchState:
         return out
 
     @property
-    def batch_id_per_token(self) -> np.ndarray:
-        """int32 [padded_num_tokens]: request of each packed token, -1 on CUDA-graph padding."""
+    def launch_tokens(self) -> int:
+        """The runner's token count this step (``ids_remove_padding`` rows): the real count, or the overlap
+        schedule's cached estimate (``_resolve_current_launch_token_num``, SPEC 4a)."""
+        return self.num_tokens if self.launch_num_tokens is None else self.launch_num_tokens
+
+    @property
+    def packed_batch_ids(self) -> np.ndarray:
+        """int32 [padded_num_tokens]: request of each packed token, -1 on padding (what ``get_padding_offset`` writes)."""
         ids = np.repeat(np.arange(self.bsz, dtype=np.int32), self.seq_lens_this_time.astype(np.int64))
         pad = np.full(self.padded_num_tokens - ids.shape[0], -1, dtype=np.int32)
         return np.concatenate([ids, pad]).astype(np.int32)
+
+    @property
+    def batch_id_per_token(self) -> np.ndarray:
+        """int32 [padded_num_tokens]: the runner's batch-id buffer as the kernels read it: the packing, unless
+        the state says which real rows the pre-process left at the -1 the runner fills it with first."""
+        return self.packed_batch_ids if self.batch_ids_written is None else self.batch_ids_written.copy()
+
+    @property
+    def past_rows(self) -> np.ndarray:
+        """int32 [k, max_blocks]: the runner's block-table rows past ``bsz`` still covered by a replayed graph."""
+        if self.block_tables_past_bsz is None:
+            return np.zeros((0, self.max_blocks), dtype=np.int32)
+        return self.block_tables_past_bsz.copy()
 
     def step_inputs(self) -> dict[str, Any]:
         """The mapping the plug-in seam hands an implementation (fresh copies every call)."""
@@ -144,6 +197,11 @@ class BatchState:
             "num_tokens": self.num_tokens,
             "padded_num_tokens": self.padded_num_tokens,
             "max_num_batched_tokens": self.max_num_batched_tokens,
+            # Added to the seam's mapping for the faithful models (SPEC 4a); plug-ins may ignore them.
+            "launch_num_tokens": self.launch_tokens,
+            "prior_position_ids": (np.zeros(0, np.int32) if self.prior_position_ids is None
+                                   else self.prior_position_ids.copy()),
+            "block_tables_past_bsz": self.past_rows,
         }
 
     # ---- validation ---------------------------------------------------------------------
@@ -188,8 +246,40 @@ class BatchState:
                 "max_num_batched_tokens",
                 f"the persistent buffers must hold the padded launch of {self.padded_num_tokens} tokens, "
                 f"got {self.max_num_batched_tokens}")
+        self._validate_runner_fields()
         self._validate_written_blocks()
         return self
+
+    def _validate_runner_fields(self) -> None:
+        """The runner fields (SPEC 4a) describe buffers a runner of this batch could hold."""
+        n, launch, padded = self.num_tokens, self.launch_tokens, self.padded_num_tokens
+        if not n <= launch <= padded:
+            raise InputError("launch_num_tokens", f"the runner's token count lies between the real count {n} and "
+                             f"the padded launch {padded}, got {launch}")
+        prior = self.prior_position_ids
+        if prior is not None and prior.shape[0] > self.max_num_batched_tokens:
+            raise InputError("prior_position_ids", f"holds the position buffer's {self.max_num_batched_tokens} "
+                             f"entries at most, got {prior.shape[0]}")
+        past = self.past_rows
+        if past.shape[0]:
+            if self.bsz + past.shape[0] > MAX_NUM_SEQS:
+                raise InputError("block_tables_past_bsz", f"bsz {self.bsz} + {past.shape[0]} rows past it exceed "
+                                 f"max_num_seqs <= {MAX_NUM_SEQS} (FDConfig.check)")
+            bad = np.argwhere(past < -1)
+            if bad.size:
+                r, c = (int(x) for x in bad[0])
+                raise InputError("block_tables_past_bsz", f"block ids are >= 0, or -1; got {int(past[r, c])}", (r, c))
+        written = self.batch_ids_written
+        if written is not None:
+            if written.shape[0] != padded:
+                raise InputError("batch_id_per_token", f"has one entry per launched row ({padded}), "
+                                 f"got {written.shape[0]}")
+            packed = self.packed_batch_ids
+            bad = np.flatnonzero((written != packed) & (written != -1))
+            if bad.size:
+                i = int(bad[0])
+                raise InputError("batch_id_per_token", f"a row holds its token's request ({int(packed[i])}) or the "
+                                 f"-1 the runner fills first, got {int(written[i])}", i)
 
     def _validate_written_blocks(self) -> None:
         """Every real token lands on an allocated block of its own request, owned by that request alone."""
@@ -235,18 +325,18 @@ def _int_vector(field: str, value: Any) -> np.ndarray:
     return np.asarray(value, dtype=np.int32).reshape(len(value))
 
 
-def _int_matrix(field: str, value: Any, rows: int) -> np.ndarray:
+def _int_matrix(field: str, value: Any, rows: int, width: int | None = None) -> np.ndarray:
     if isinstance(value, np.ndarray):
         if value.dtype != np.int32:
             raise InputError(field, f"must be int32, got {value.dtype}")
-        if value.ndim != 2 or value.shape[0] != rows:
-            raise InputError(field, f"must be [bsz={rows}, max_blocks], got shape {list(value.shape)}")
+        if value.ndim != 2 or value.shape[0] != rows or (width is not None and value.shape[1] != width):
+            raise InputError(field, f"must be [{rows}, {'max_blocks' if width is None else width}], "
+                             f"got shape {list(value.shape)}")
         return value.copy()
     if not isinstance(value, (list, tuple)):
         raise InputError(field, f"must be a list of rows, got {type(value).__name__}")
     if len(value) != rows:
         raise InputError(field, f"has {len(value)} rows but the batch has {rows} requests")
-    width = None
     for r, row in enumerate(value):
         if not isinstance(row, (list, tuple)):
             raise InputError(field, f"each row must be a list of block ids, got {type(row).__name__}", r)
@@ -268,7 +358,9 @@ def _int_scalar(field: str, value: Any, minimum: int) -> int:
 
 def _check_int(field: str, value: Any, index: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InputError(field, f"must be an integer, got {json.dumps(value) if _jsonable(value) else type(value).__name__}", index)
+        shown = json.dumps(value) if _jsonable(value) else type(value).__name__
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."  # one readable line, however large the junk
+        raise InputError(field, f"must be an integer, got {shown}", index)
     if not -(2**31) <= int(value) <= INT32_MAX:
         raise InputError(field, f"must fit in int32, got {int(value)}", index)
 
@@ -276,7 +368,7 @@ def _check_int(field: str, value: Any, index: object) -> None:
 def _jsonable(value: Any) -> bool:
     try:
         json.dumps(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return False
     return True
 
@@ -285,20 +377,15 @@ def load_steps(path: str | Path) -> list[BatchState]:
     """The steps a state file describes: a plain state is one step; a case file
     (``{"state": {...}, "history": [...]}``, as fixtures, regressions and counterexamples are written)
     is its earlier steps, then its state, to be run in order through the same instances."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(str(path), f"cannot read state file ({exc.strerror})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(str(path), f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    data = limits.read_json(path, "state file")
     if not (isinstance(data, Mapping) and isinstance(data.get("state"), Mapping)):
         return [BatchState.from_dict(data)]
     history = data.get("history", [])
     if not isinstance(history, list):
         raise InputError("history", f"must be a list of states, got {type(history).__name__}")
+    if len(history) > limits.MAX_HISTORY:
+        raise InputError("history", f"{len(history)} steps is over the suite's limit of {limits.MAX_HISTORY} "
+                         "(validation/limits.py)")
     steps = []
     for i, step in enumerate(history):
         try:

@@ -41,11 +41,16 @@ extern "C" __global__ void positions_renamed(const int* enc, const int* dec, con
     write_run(buf, buf_len, offset, dec[t], this_time[t], spill);
 }
 
-// #7960 get_position_ids_and_slot_mapping: int64 positions and slots in one kernel, no -1 or width checks.
-// fault[0] is set when a read would leave the block table (the real kernel would read foreign memory).
-extern "C" __global__ void fused_positions_and_slots(const int* dec, const int* this_time, const int* tables,
-                                                     int bsz, int width, int block_size, long long* pos_buf,
-                                                     long long* slot_buf, int buf_len, int* spill, int* fault) {
+// #7960 get_position_ids_and_slot_mapping (get_position_ids_and_slot_mapping.cu lines 29-62 at 7198b5883a0e):
+// int64 positions; the batch id is read from batch_id_per_token[idx] (line 55), the table index is unchecked.
+// A negative flat index (batch id -1) reads before the table: counted in before[0], the smallest such token
+// in before[1], and the slot left as it was (or set to neg_slot when fix_negative: the tail_reset variant).
+// fault[0] is set when a read would leave the table past its last row.
+extern "C" __global__ void fused_positions_and_slots(const int* dec, const int* this_time, const int* batch_id,
+                                                     const int* tables, int bsz, int width, int block_size,
+                                                     long long* pos_buf, long long* slot_buf, int buf_len,
+                                                     int fix_negative, long long neg_slot, int* spill, int* fault,
+                                                     int* before) {
     int t = threadIdx.x;
     int offset = 0;
     for (int i = 0; i < t; ++i) { offset += this_time[i]; }
@@ -54,23 +59,36 @@ extern "C" __global__ void fused_positions_and_slots(const int* dec, const int* 
         long long pos = (long long)dec[t] + i;
         if (at >= buf_len) { atomicAdd(&spill[0], 1); atomicMax(&spill[1], at); continue; }
         pos_buf[at] = pos;
-        long long flat = (long long)t * width + pos / block_size;
+        long long flat = (long long)batch_id[at] * width + pos / block_size;
+        if (flat < 0) {
+            if (fix_negative) { slot_buf[at] = neg_slot; }
+            else { atomicAdd(&before[0], 1); atomicMin(&before[1], at); }
+            continue;
+        }
         if (flat >= (long long)bsz * width) { atomicExch(&fault[0], 1); continue; }
         slot_buf[at] = (long long)tables[flat] * block_size + pos % block_size;
     }
 }
 
-// The per-layer formula, one thread per launched token row: ids = tables[batch_id, pos // bs]
-// (row -1 wraps to the last row, as Paddle's indexing does), slot = ids * bs + pos % bs in int32,
-// then widened to int64.
-extern "C" __global__ void per_layer_slots(const int* tables, int bsz, int width, const int* batch_id,
+// The per-layer formula, one thread per launched token row, with Paddle's indexing and integer semantics
+// (paddle_ops.per_layer_slots): a negative row or column index is normalised once (row -1 reads the last row,
+// column -1 the row's last column); pos // bs and pos % bs are floor division and the divisor-signed remainder;
+// slot = ids * bs + pos % bs in int32, then widened to int64. fault[0] flags a read outside the table and
+// fault[1] holds the smallest token row that made one.
+extern "C" __global__ void per_layer_slots(const int* tables, int nrows, int width, const int* batch_id,
                                            const int* positions, int n, int block_size, long long* out, int* fault) {
     int t = blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= n) { return; }
-    int row = batch_id[t] < 0 ? batch_id[t] + bsz : batch_id[t];
+    int row = batch_id[t] < 0 ? batch_id[t] + nrows : batch_id[t];
     int pos = positions[t];
-    long long flat = (long long)row * width + pos / block_size;
-    if (flat < 0 || flat >= (long long)bsz * width) { atomicExch(&fault[0], 1); out[t] = 0; return; }
-    unsigned int product = (unsigned int)tables[flat] * (unsigned int)block_size + (unsigned int)(pos % block_size);
+    int col = pos / block_size;
+    int rem = pos % block_size;
+    if (rem != 0 && pos < 0) { col -= 1; rem += block_size; }
+    if (col < 0) { col += width; }
+    long long flat = (long long)row * width + col;
+    if (flat < 0 || flat >= (long long)nrows * width) {
+        atomicExch(&fault[0], 1); atomicMin(&fault[1], t); out[t] = 0; return;
+    }
+    unsigned int product = (unsigned int)tables[flat] * (unsigned int)block_size + (unsigned int)rem;
     out[t] = (long long)(int)product;
 }

@@ -85,25 +85,34 @@ def positions_renamed(enc: Tensor, dec: Tensor, this: Tensor, buffer: Tensor, ha
 def gather_blocks(block_tables: Tensor, rows: Tensor, cols: Tensor, op: str) -> Tensor:
     """``block_tables[rows, cols]`` as Paddle evaluates it, made deterministic at the edges.
 
-    Observed on Paddle: a row of -1 reads the last row (or raises, per ``indexing_semantics``); a
-    column past a row reads the next row's memory (the table is one contiguous buffer). A read past
-    the whole table would return garbage: it is raised as a ``KernelFault`` instead.
+    Observed on Paddle 3.3.1 (``indexing_semantics``): a negative index is normalised once per dimension
+    (row -1 reads the last row, column -1 the row's last column: a stale negative position does that); a
+    column past a row reads the next row's memory (the table is one contiguous buffer). A read outside
+    the whole table returns garbage on the GPU: it is raised as a ``KernelFault`` naming the token row.
     """
     pd = paddle()
-    bsz, width = (int(d) for d in block_tables.shape)
-    rows64 = rows.astype("int64")
+    nrows, width = (int(d) for d in block_tables.shape)
+    semantics = indexing_semantics()
+    rows64, cols64 = rows.astype("int64"), cols.astype("int64")
     if bool((rows64 < 0).any()):
-        if not indexing_semantics().negative_row_wraps:
+        if not semantics.negative_row_wraps:
             raise KernelFault(f"{op}: Paddle raises on block_tables[-1, ...] (batch id -1 of a padded token)")
-        rows64 = pd.where(rows64 < 0, rows64 + bsz, rows64)
-    flat = rows64 * width + cols.astype("int64")
-    if flat.shape[0] and (int(flat.max()) >= bsz * width or int(flat.min()) < 0):
-        raise KernelFault(f"{op}: reads block_tables out of bounds (flat index {int(flat.max())} of {bsz * width})")
+        rows64 = pd.where(rows64 < 0, rows64 + nrows, rows64)
+    if semantics.negative_col_wraps and bool((cols64 < 0).any()):
+        cols64 = pd.where(cols64 < 0, cols64 + width, cols64)
+    flat = rows64 * width + cols64
+    if flat.shape[0]:
+        outside = (flat < 0) | (flat >= nrows * width)
+        if bool(outside.any()):
+            token = int(pd.nonzero(outside.astype("int32")).reshape([-1])[0])
+            raise KernelFault(f"{op}: reads block_tables out of bounds (token row {token}: flat index "
+                              f"{int(flat[token])} of {nrows * width})")
     return pd.gather(block_tables.reshape([-1]), flat)
 
 
 def per_layer_slots(block_tables: Tensor, positions: Tensor, batch_ids: Tensor, block_size: int, op: str) -> Tensor:
-    """FastDeploy's per-layer formula: ``(ids * bs + pos % bs).cast(int64)``, the product in int32."""
+    """FastDeploy's per-layer formula: ``(ids * bs + pos % bs).cast(int64)``, the product in int32, ``//`` and
+    ``%`` as Paddle takes them (floor, the divisor's sign: a stale negative position goes to the row's end)."""
     pd = paddle()
     if positions.shape[0] == 0:
         return pd.zeros([0], dtype="int64")
@@ -112,24 +121,49 @@ def per_layer_slots(block_tables: Tensor, positions: Tensor, batch_ids: Tensor, 
     return (ids * block_size + positions % block_size).astype("int64")
 
 
-def fused_positions_and_slots(
-    enc: Tensor, dec: Tensor, this: Tensor, block_tables: Tensor, block_size: int,
-    position_buffer: Tensor, slot_buffer: Tensor, hazards: list[str],
-) -> None:
-    """#7960 ``get_position_ids_and_slot_mapping``: positions as in ``get_position_ids`` (int64) and,
-    in the same thread, each token's slot; no check for -1 blocks or a block index past the table.
+FUSED_OP = "get_position_ids_and_slot_mapping"
 
-    Assumption (the kernel source was not read): the slot is computed in int64, the block id
-    promoted before the multiply, since the kernel's positions are int64.
+
+def fused_positions_and_slots(
+    enc: Tensor, dec: Tensor, this: Tensor, batch_ids: Tensor, block_tables: Tensor, block_size: int,
+    position_buffer: Tensor, slot_buffer: Tensor, hazards: list[str], *, negative_batch_id_slot: int | None = None,
+) -> None:
+    """#7960 ``get_position_ids_and_slot_mapping`` (custom_ops/gpu_ops/get_position_ids_and_slot_mapping.cu at
+    7198b5883a0e, lines 29-62): thread ``t`` writes positions ``dec[t] + i`` (int64) at ``idx = offset + i``,
+    reads ``batch_id = batch_id_per_token[idx]`` (line 55, not ``t``), ``block_id = block_tables[batch_id *
+    max_num_blocks + pos / block_size]`` (line 58, unchecked) and writes ``int64(block_id) * block_size +
+    pos % block_size`` (lines 61-62: the product in int64).
+
+    A batch id of -1 reads the table's memory before its start: recorded as a hazard naming the token and
+    the element, and that slot is left as the buffer held it (what the GPU writes there is unknown), never
+    wrapped. ``negative_batch_id_slot`` is the proposed fix: write that slot (-1) for a negative batch id.
+    A read past the table's last row is a ``KernelFault``.
     """
     pd = paddle()
-    check_launch("get_position_ids_and_slot_mapping", int(enc.shape[0]))
+    check_launch(FUSED_OP, int(enc.shape[0]))
     offset = _exclusive_cumsum(this)
-    write_runs(position_buffer, offset, dec, this, "get_position_ids_and_slot_mapping", hazards)
+    write_runs(position_buffer, offset, dec, this, FUSED_OP, hazards)
     total = int(this.astype("int64").sum())
     if total == 0:
         return
-    rows = pd.repeat_interleave(pd.arange(this.shape[0], dtype="int64"), this.astype("int64"))
+    nrows, width = (int(d) for d in block_tables.shape)
     positions = position_buffer[:total].astype("int64")
-    ids = gather_blocks(block_tables, rows, positions // block_size, "get_position_ids_and_slot_mapping")
-    slot_buffer[:total] = ids.astype("int64") * block_size + positions % block_size
+    bid = batch_ids[:total].astype("int64")
+    flat = bid * width + positions // block_size  # positions >= 0: C's / and Paddle's // agree
+    before = flat < 0
+    if bool(before.any()):
+        rows = pd.nonzero(before.astype("int32")).reshape([-1])
+        if negative_batch_id_slot is None:
+            first = int(rows[0])
+            hazards.append(f"{FUSED_OP}: {int(rows.shape[0])} token(s) with batch id -1 read block_tables before its "
+                           f"start; first: token {first} reads element {int(flat[first])} "
+                           f"({-4 * int(flat[first])} bytes before the table)")
+    if bool((flat >= nrows * width).any()):
+        raise KernelFault(f"{FUSED_OP}: reads block_tables out of bounds")
+    ids = pd.gather(block_tables.reshape([-1]), pd.where(before, pd.zeros_like(flat), flat)).astype("int64")
+    slots = ids * block_size + positions % block_size
+    if negative_batch_id_slot is not None:
+        slots = pd.where(before, pd.full_like(slots, negative_batch_id_slot), slots)
+    else:
+        slots = pd.where(before, slot_buffer[:total], slots)
+    slot_buffer[:total] = slots

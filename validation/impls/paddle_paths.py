@@ -1,9 +1,34 @@
-"""The five historical FastDeploy code paths, as Paddle programs with their persistent buffers.
+"""FastDeploy's historical code paths, as Paddle programs with their persistent buffers (SPEC 4a).
 
 Each class is a plug-in implementation: instantiated once per test case (or per multi-step run),
 called once per step with the seam's input mapping, returning what every consumer of every layer
 reads. Persistent buffers are allocated on the first call and never reset, as in the model runner,
-so a stale tail left by an earlier step is visible to the next one.
+so a tail left by an earlier step (or by the allocation itself) is what the next padded step reads.
+
+What the buffers hold, read in the source (gongshaotian/FastDeploy, commits of SPEC 4a):
+
+- Single-step (#7367, 2d8338f9e4e6): ``fastdeploy/worker/input_batch.py`` lines 192-194 allocate
+  ``position_ids_buffer = paddle.zeros(..., int32)`` and ``slot_mapping_buffer = paddle.zeros(..., int64)``
+  of ``max_num_batched_tokens`` entries; ``reset_share_inputs`` (line 515 on) never touches them.
+  ``gpu_model_runner.py`` lines 1277-1302 (``_compute_position_ids_and_slot_mapping``) write both
+  ``[:current_total_tokens]``, ``current_total_tokens = ids_remove_padding.shape[0]``: the real token count,
+  or under overlap scheduling the cached estimate (``_resolve_current_launch_token_num``, lines 315-338),
+  whose extra rows carry batch id -1 (line 1229 fills the buffer with -1 first) and are gathered eagerly
+  against ``block_tables[:num_running_requests]`` (line 1370): row -1 is the last running request's row.
+  Buffer size: the state's ``max_num_batched_tokens``. #7868 (b5c8290be631, input_batch.py lines 192-193)
+  sizes it ``max_chunk_tokens`` instead, which ``FDConfig.get_max_chunk_tokens`` (config.py lines
+  2475-2496) makes ``max_num_batched_tokens`` except on a decode-role instance (``max_num_seqs * (1 + k)``):
+  to model that, give the state that value as ``max_num_batched_tokens``.
+- Legacy (parent d2d633b05c2c): ``fastdeploy/model_executor/models/deepseek_v3.py`` lines 1175-1177
+  allocate the model's own ``position_ids_buffer = paddle.empty(...)``: uninitialised (the state's
+  ``prior_position_ids``, zeros when absent), then whatever earlier steps wrote; ``pre_process`` (lines
+  1277-1294) writes it ``[:ids_remove_padding.shape[0]]``. The per-layer ``compute_slot_mapping`` (lines
+  474-498) runs inside the captured graph over the padded rows, the indexer with 64 (line 693), the
+  attention backend with the config block size (dsa_attention_backend.py line 349). Under graph replay a
+  batch id of -1 resolves against the captured table, whose rows past ``bsz`` the state carries as
+  ``block_tables_past_bsz`` (inferred from the capture's ``max_num_seqs`` rows; not run).
+- Fused (#7960, 7198b5883a0e): see ``paddle_ops.fused_positions_and_slots``; the runner writes
+  ``[:total_token_num]`` (gpu_model_runner.py ``_compute_position_ids_and_slot_mapping``), the tail as above.
 """
 
 from __future__ import annotations
@@ -16,16 +41,25 @@ import numpy as np
 from validation.impls import paddle_ops as ops
 from validation.impls.paddle_runtime import paddle
 
-# The legacy DSA indexer hard-coded 64 tokens per block (SPEC section 4).
+# The legacy DSA indexer hard-coded 64 tokens per block (deepseek_v3.py line 693 at d2d633b05c2c).
 LEGACY_INDEXER_BLOCK_SIZE = 64
 # How many decoder layers the legacy path recomputes slots in; DeepSeek-V3.2 has 61, 4 shows the pattern.
 DEFAULT_NUM_LAYERS = 4
-# Initial contents of the persistent slot buffer: the record does not say; -1 is the most favourable
-# choice, so any padding finding comes from staleness, not from the initial fill.
-SLOT_BUFFER_FILL = -1
+# input_batch.py at #7367 allocates both single-step buffers with paddle.zeros: slot 0 is a valid slot.
+SLOT_BUFFER_FILL = 0
 POSITION_BUFFER_FILL = 0
+# The proposed fix (vLLM's contract, SPEC 4a): the rows past the real tokens hold this every step.
+PAD_SLOT = -1
 
 PositionOp = Callable[..., None]
+
+
+def prior_contents(inputs: Mapping[str, Any], size: int) -> np.ndarray:
+    """The legacy position buffer's memory at allocation: the state's ``prior_position_ids``, zeros after."""
+    out = np.zeros(size, dtype=np.int32)
+    prior = np.asarray(inputs.get("prior_position_ids", ()), dtype=np.int32)[:size]
+    out[: prior.shape[0]] = prior
+    return out
 
 
 class _PersistentPath:
@@ -33,24 +67,29 @@ class _PersistentPath:
 
     position_op: PositionOp
     position_dtype = "int32"
+    uninitialised_positions = False  # legacy: paddle.empty, whose contents the state supplies
 
     def __init__(self, num_layers: int = DEFAULT_NUM_LAYERS) -> None:
         self.num_layers = num_layers
         self._positions: Any = None
         self._slots: Any = None
 
-    def _buffers(self, size: int) -> tuple[Any, Any]:
+    def _buffers(self, inputs: Mapping[str, Any]) -> tuple[Any, Any]:
         """Allocate once per engine (per buffer size); later steps reuse them untouched."""
         pd = paddle()
+        size = int(inputs["max_num_batched_tokens"])
         if self._positions is None or int(self._positions.shape[0]) != size:
-            self._positions = pd.full([size], POSITION_BUFFER_FILL, dtype=self.position_dtype)
+            if self.uninitialised_positions:
+                self._positions = pd.to_tensor(prior_contents(inputs, size)).astype(self.position_dtype)
+            else:
+                self._positions = pd.full([size], POSITION_BUFFER_FILL, dtype=self.position_dtype)
             self._slots = pd.full([size], SLOT_BUFFER_FILL, dtype="int64")
         return self._positions, self._slots
 
     def _positions_step(self, inputs: Mapping[str, Any]) -> tuple[dict[str, Any], Any, Any, list[str]]:
         """The step's tensors, the persistent buffers, and the position op run into them (with its hazards)."""
         t = self._tensors(inputs)
-        positions, slots = self._buffers(int(inputs["max_num_batched_tokens"]))
+        positions, slots = self._buffers(inputs)
         hazards: list[str] = []
         self.position_op(t["seq_lens_encoder"], t["seq_lens_decoder"], t["seq_lens_this_time"], positions, hazards)
         return t, positions, slots, hazards
@@ -59,24 +98,40 @@ class _PersistentPath:
     def _tensors(inputs: Mapping[str, Any]) -> dict[str, Any]:
         pd = paddle()
         names = ("seq_lens_encoder", "seq_lens_decoder", "seq_lens_this_time", "block_tables", "batch_id_per_token")
-        return {n: pd.to_tensor(np.ascontiguousarray(inputs[n], dtype=np.int32)) for n in names}
+        out = {n: pd.to_tensor(np.ascontiguousarray(inputs[n], dtype=np.int32)) for n in names}
+        past = np.asarray(inputs.get("block_tables_past_bsz", np.zeros((0, 0))), dtype=np.int32)
+        captured = np.asarray(inputs["block_tables"], dtype=np.int32)
+        if past.shape[0]:
+            captured = np.concatenate([captured, past.reshape(-1, captured.shape[1])])
+        out["captured_block_tables"] = pd.to_tensor(np.ascontiguousarray(captured))
+        return out
+
+
+def launch(inputs: Mapping[str, Any]) -> int:
+    """The runner's token count (``launch_num_tokens``; the real count for a plug-in's older mapping)."""
+    return int(inputs.get("launch_num_tokens", inputs["num_tokens"]))
 
 
 class Legacy(_PersistentPath):
-    """Before #7367: v1 positions in the model's pre-process; in every layer the indexer computes
-    slots with block size 64 and the attention backend with the config block size, both over the
-    padded launch (padded tokens carry batch id -1 and whatever the position buffer's tail holds)."""
+    """Before #7367: v1 positions into the model's uninitialised buffer; in every layer, inside the
+    captured graph, the indexer computes slots with block size 64 and the attention backend with the
+    config block size over the padded launch. Padded rows carry batch id -1 and whatever the position
+    buffer holds there; under graph replay -1 resolves against the captured table (rows past ``bsz``
+    included), in an eager overlap step against the running requests' rows."""
 
     position_op = staticmethod(ops.positions_v1)
+    uninitialised_positions = True
 
     def __call__(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         t, positions, _, hazards = self._positions_step(inputs)
-        launch = int(inputs["padded_num_tokens"])
-        pos, bid, bs = positions[:launch], t["batch_id_per_token"], int(inputs["block_size"])
+        padded = int(inputs["padded_num_tokens"])
+        replay = padded > launch(inputs)  # padded past the runner's count: a captured graph replays
+        table = t["captured_block_tables"] if replay else t["block_tables"]
+        pos, bid, bs = positions[:padded], t["batch_id_per_token"], int(inputs["block_size"])
         layers = []
         for layer in range(self.num_layers):
-            indexer = ops.per_layer_slots(t["block_tables"], pos, bid, LEGACY_INDEXER_BLOCK_SIZE, f"layer {layer} indexer")
-            attention = ops.per_layer_slots(t["block_tables"], pos, bid, bs, f"layer {layer} attention")
+            indexer = ops.per_layer_slots(table, pos, bid, LEGACY_INDEXER_BLOCK_SIZE, f"layer {layer} indexer")
+            attention = ops.per_layer_slots(table, pos, bid, bs, f"layer {layer} attention")
             layers.append({"indexer": indexer.numpy(), "attention": attention.numpy()})
         return {
             "position_ids": positions[: int(inputs["num_tokens"])].numpy(),
@@ -86,22 +141,25 @@ class Legacy(_PersistentPath):
 
 
 class SingleStep(_PersistentPath):
-    """#7367: positions (v1 without the mask) and slots computed once per step in the runner, slots
-    written to ``slot_mapping_buffer[:num_tokens]`` (tail never reset), read by every consumer over
-    the padded launch."""
+    """#7367: positions (v1 without the mask) and slots computed once per step in the runner, eagerly,
+    into ``slot_mapping_buffer[:launch]`` (zero-filled at allocation, tail never reset); every consumer
+    reads the buffer over the padded launch."""
 
     position_op = staticmethod(ops.positions_v1)
+    reset_tail = False
 
     def __call__(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         t, positions, slots, hazards = self._positions_step(inputs)
-        n = int(inputs["num_tokens"])
-        if n:
-            slots[:n] = ops.per_layer_slots(
-                t["block_tables"], positions[:n], t["batch_id_per_token"][:n], int(inputs["block_size"]),
+        n, rows, padded = int(inputs["num_tokens"]), launch(inputs), int(inputs["padded_num_tokens"])
+        if rows:
+            slots[:rows] = ops.per_layer_slots(
+                t["block_tables"], positions[:rows], t["batch_id_per_token"][:rows], int(inputs["block_size"]),
                 "slot mapping")
+        if self.reset_tail and padded > n:
+            slots[n:padded] = PAD_SLOT
         return {
             "position_ids": positions[:n].numpy(),
-            "slot_mapping": slots[: int(inputs["padded_num_tokens"])].numpy(),
+            "slot_mapping": slots[:padded].numpy(),
             "hazards": hazards,
         }
 
@@ -118,20 +176,40 @@ class GetPositionIds(SingleStep):
     position_op = staticmethod(ops.positions_renamed)
 
 
+class TailReset(SingleStep):
+    """The proposed fix: #7367 plus ``slot_mapping_buffer[num_tokens:padded] = -1`` every step (vLLM's
+    contract), so padded and overlap-estimate rows are skipped by both cache writers."""
+
+    reset_tail = True
+
+
 class Fused(_PersistentPath):
-    """#7960: one kernel writes int64 positions and slots into the persistent buffers."""
+    """#7960: one kernel writes int64 positions and slots for the real tokens into the persistent buffers."""
 
     position_dtype = "int64"
+    negative_batch_id_slot: int | None = None
+    reset_tail = False
 
     def __call__(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         t = self._tensors(inputs)
-        positions, slots = self._buffers(int(inputs["max_num_batched_tokens"]))
+        positions, slots = self._buffers(inputs)
         hazards: list[str] = []
         ops.fused_positions_and_slots(
-            t["seq_lens_encoder"], t["seq_lens_decoder"], t["seq_lens_this_time"], t["block_tables"],
-            int(inputs["block_size"]), positions, slots, hazards)
+            t["seq_lens_encoder"], t["seq_lens_decoder"], t["seq_lens_this_time"], t["batch_id_per_token"],
+            t["block_tables"], int(inputs["block_size"]), positions, slots, hazards,
+            negative_batch_id_slot=self.negative_batch_id_slot)
+        n, padded = int(inputs["num_tokens"]), int(inputs["padded_num_tokens"])
+        if self.reset_tail and padded > n:
+            slots[n:padded] = PAD_SLOT
         return {
-            "position_ids": positions[: int(inputs["num_tokens"])].numpy(),
-            "slot_mapping": slots[: int(inputs["padded_num_tokens"])].numpy(),
+            "position_ids": positions[:n].numpy(),
+            "slot_mapping": slots[:padded].numpy(),
             "hazards": hazards,
         }
+
+
+class TailResetFused(Fused):
+    """The proposed fix on #7960's fused kernel: -1 for a negative batch id, and the tail reset every step."""
+
+    negative_batch_id_slot = PAD_SLOT
+    reset_tail = True

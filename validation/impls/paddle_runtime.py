@@ -49,15 +49,17 @@ class IndexingSemantics:
     """What ``table[rows, cols]`` does on this Paddle build for out-of-range rows."""
 
     negative_row_wraps: bool  # True: row -1 reads the last row; False: Paddle raises
+    negative_col_wraps: bool = True  # True: column -1 reads the row's last column (a stale negative position)
 
     def describe(self) -> str:
         row = "wraps to the last row" if self.negative_row_wraps else "raises"
-        return f"Paddle {paddle().__version__} on {device()}: block_tables[-1, j] {row}"
+        col = "wraps to the row's last column" if self.negative_col_wraps else "does not wrap"
+        return f"Paddle {paddle().__version__} on {device()}: block_tables[-1, j] {row}; block_tables[i, -1] {col}"
 
 
 @functools.cache
 def indexing_semantics() -> IndexingSemantics:
-    """Probe Paddle: gather row -1 from a 2x2 table and see what comes back."""
+    """Probe Paddle: gather row -1, then column -1, from a 2x2 table and see what comes back."""
     pd = paddle()
     table = pd.to_tensor([[10, 20], [30, 40]], dtype="int32")
     rows = pd.to_tensor([-1], dtype="int32")
@@ -66,4 +68,6 @@ def indexing_semantics() -> IndexingSemantics:
         got = int(table[rows, cols].numpy()[0])
     except (IndexError, ValueError, RuntimeError, OSError):
         return IndexingSemantics(negative_row_wraps=False)
-    return IndexingSemantics(negative_row_wraps=got == 30)
+    # Column -1 of row 0: 20 when Paddle normalises the index per dimension (observed on 3.3.1 CPU).
+    col = int(table[pd.to_tensor([0], dtype="int32"), pd.to_tensor([-1], dtype="int32")].numpy()[0])
+    return IndexingSemantics(negative_row_wraps=got == 30, negative_col_wraps=col == 20)
