@@ -4,12 +4,18 @@ Paddle with CUDA cannot be installed where the GPU is, so this backend runs the 
 Paddle models describe, written in CUDA C (``cuda_kernels.cu``) and launched with FastDeploy's
 launch shapes: position ops ``<<<1, bsz>>>``, the per-layer formula one thread per token row. The
 persistent buffers are device arrays kept across steps, exactly as in ``paddle_paths``.
+
+Each path splits a step in two: ``launch`` is the device work alone (kernel launches on the current
+stream, reading device-resident inputs, no host synchronisation, so ``validation.bench`` can capture
+it into a CUDA graph), and ``__call__`` is the seam's call around it (inputs copied to the device,
+each kernel's fault flag read as soon as it is launched, results read back).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +32,12 @@ from validation.impls.paddle_paths import (
 
 KERNELS = Path(__file__).with_name("cuda_kernels.cu")
 THREADS = 256
+DEVICE_INPUTS = ("seq_lens_encoder", "seq_lens_decoder", "seq_lens_this_time", "block_tables", "batch_id_per_token")
+
+# Called after each kernel that can read outside the block table, with the message of the fault:
+# ``__call__`` reads the flag there and then (a faulting step stops where Paddle's would); a caller
+# that captures the device work passes a function that does not synchronise.
+FaultCheck = Callable[[str], None]
 
 
 @functools.cache
@@ -55,13 +67,19 @@ def available() -> str | None:
     return None
 
 
-def _spill_hazard(op: str, spill: Any, size: int) -> list[str]:
-    count, highest = (int(x) for x in spill.get())
-    return [f"{op} wrote {count} entries past its buffer of {size} (index up to {highest})"] if count else []
+@dataclass
+class Launched:
+    """One step's device work, enqueued and not waited for: its outputs as device arrays."""
+
+    position_ids: Any
+    spill_op: str  # the op whose writes past its buffer the path's spill counter holds
+    buffer_size: int
+    slot_mapping: Any = None  # single-step paths: the persistent slot buffer's launched rows
+    layers: list[dict[str, Any]] | None = None  # legacy: each layer's indexer and attention slots
 
 
 class _CudaPath:
-    """Persistent device buffers and the host-to-device copy of the step inputs."""
+    """Persistent device buffers and counters, the step's device work, and the seam call around it."""
 
     kernel = "positions_v1"
     op_name = "position op (v1)"
@@ -72,82 +90,111 @@ class _CudaPath:
         self.num_layers = num_layers
         self._positions: Any = None
         self._slots: Any = None
+        # Zeroed once; a kernel adds to them only when something goes wrong, and the host zeroes them
+        # again after reporting it, so a step sees only its own spills and faults without a memset.
+        self._spill: Any = None  # [writes past a buffer, highest index written]
+        self._fault: Any = None  # [a read would leave the block table]
+
+    def __call__(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        step = self.launch(self.device_inputs(inputs), inputs, self._raise_on_fault)
+        result: dict[str, Any] = {"position_ids": step.position_ids.get(),
+                                  "hazards": self._spill_hazards(step.spill_op, step.buffer_size)}
+        if step.layers is not None:
+            result["layers"] = [{c: slots.get() for c, slots in layer.items()} for layer in step.layers]
+        else:
+            result["slot_mapping"] = step.slot_mapping.get()
+        return result
+
+    def launch(self, d: Mapping[str, Any], inputs: Mapping[str, Any], check: FaultCheck) -> Launched:
+        """The step's device work only: ``d`` holds ``DEVICE_INPUTS`` as CuPy int32 arrays, ``inputs``
+        the step's sizes (``block_size``, ``num_tokens``, ``padded_num_tokens``, ``max_num_batched_tokens``)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def device_inputs(inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The step's arrays on the device (CuPy arrays already int32 on the device are used as they are)."""
+        cp = cupy()
+        return {n: cp.ascontiguousarray(cp.asarray(inputs[n], dtype=np.int32)) for n in DEVICE_INPUTS}
+
+    def clean(self) -> bool:
+        """True when no kernel has counted a spill or flagged a fault since the last report (reads the device)."""
+        return self._spill is None or not (int(self._spill.get()[0]) or int(self._fault.get()[0]))
 
     def _buffers(self, size: int) -> tuple[Any, Any]:
         cp = cupy()
         if self._positions is None or int(self._positions.shape[0]) != size:
             self._positions = cp.full(size, POSITION_BUFFER_FILL, dtype=self.position_dtype)
             self._slots = cp.full(size, SLOT_BUFFER_FILL, dtype=np.int64)
+        if self._spill is None:
+            self._spill, self._fault = cp.zeros(2, dtype=np.int32), cp.zeros(1, dtype=np.int32)
         return self._positions, self._slots
 
-    @staticmethod
-    def _device(inputs: Mapping[str, Any]) -> dict[str, Any]:
-        cp = cupy()
-        names = ("seq_lens_encoder", "seq_lens_decoder", "seq_lens_this_time", "block_tables", "batch_id_per_token")
-        return {n: cp.asarray(np.ascontiguousarray(inputs[n], dtype=np.int32)) for n in names}
+    def _raise_on_fault(self, message: str) -> None:
+        if int(self._fault.get()[0]):
+            self._spill.fill(0)
+            self._fault.fill(0)
+            raise KernelFault(message)
 
-    def _positions_step(self, d: dict[str, Any], positions: Any) -> list[str]:
-        cp = cupy()
+    def _spill_hazards(self, op: str, size: int) -> list[str]:
+        count, highest = (int(x) for x in self._spill.get())
+        if not count:
+            return []
+        self._spill.fill(0)
+        return [f"{op} wrote {count} entries past its buffer of {size} (index up to {highest})"]
+
+    def _positions_step(self, d: Mapping[str, Any], positions: Any) -> None:
         bsz = int(d["seq_lens_this_time"].shape[0])
         check_launch(self.launch_name, bsz)
-        spill = cp.zeros(2, dtype=np.int32)
         if bsz:
             _module().get_function(self.kernel)(
                 (1,), (bsz,), (d["seq_lens_encoder"], d["seq_lens_decoder"], d["seq_lens_this_time"], positions,
-                               np.int32(positions.shape[0]), spill))
-        return _spill_hazard(self.op_name, spill, int(positions.shape[0]))
+                               np.int32(positions.shape[0]), self._spill))
 
 
-def per_layer_slots(tables: Any, batch_ids: Any, positions: Any, n: int, block_size: int, op: str) -> Any:
-    """Launch the per-layer formula over ``n`` token rows; a read outside the table is a ``KernelFault``."""
+def per_layer_slots(tables: Any, batch_ids: Any, positions: Any, n: int, block_size: int, fault: Any) -> Any:
+    """Launch the per-layer formula over ``n`` token rows; a read outside the table sets ``fault``."""
     cp = cupy()
     out = cp.empty(n, dtype=np.int64)
     if n == 0:
         return out
-    fault = cp.zeros(1, dtype=np.int32)
     bsz, width = (int(x) for x in tables.shape)
     _module().get_function("per_layer_slots")(
         ((n + THREADS - 1) // THREADS,), (THREADS,),
         (tables, np.int32(bsz), np.int32(width), batch_ids, positions, np.int32(n), np.int32(block_size), out, fault))
-    if int(fault.get()[0]):
-        raise KernelFault(f"{op}: reads block_tables out of bounds")
     return out
 
 
 class Legacy(_CudaPath):
     """See ``paddle_paths.Legacy``: v1 positions, then per layer the indexer (bs 64) and attention slots."""
 
-    def __call__(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        d = self._device(inputs)
+    def launch(self, d: Mapping[str, Any], inputs: Mapping[str, Any], check: FaultCheck) -> Launched:
         positions, _ = self._buffers(int(inputs["max_num_batched_tokens"]))
-        hazards = self._positions_step(d, positions)
+        self._positions_step(d, positions)
         launch, bs = int(inputs["padded_num_tokens"]), int(inputs["block_size"])
         layers = []
         for layer in range(self.num_layers):
-            layers.append({
-                "indexer": per_layer_slots(d["block_tables"], d["batch_id_per_token"], positions, launch,
-                                           LEGACY_INDEXER_BLOCK_SIZE, f"layer {layer} indexer").get(),
-                "attention": per_layer_slots(d["block_tables"], d["batch_id_per_token"], positions, launch, bs,
-                                             f"layer {layer} attention").get(),
-            })
-        return {"position_ids": positions[: int(inputs["num_tokens"])].get(), "layers": layers, "hazards": hazards}
+            indexer = per_layer_slots(d["block_tables"], d["batch_id_per_token"], positions, launch,
+                                      LEGACY_INDEXER_BLOCK_SIZE, self._fault)
+            check(f"layer {layer} indexer: reads block_tables out of bounds")
+            attention = per_layer_slots(d["block_tables"], d["batch_id_per_token"], positions, launch, bs, self._fault)
+            check(f"layer {layer} attention: reads block_tables out of bounds")
+            layers.append({"indexer": indexer, "attention": attention})
+        return Launched(positions[: int(inputs["num_tokens"])], self.op_name, int(positions.shape[0]), layers=layers)
 
 
 class SingleStep(_CudaPath):
     """See ``paddle_paths.SingleStep``: slots once per step into the persistent buffer's head."""
 
-    def __call__(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        d = self._device(inputs)
+    def launch(self, d: Mapping[str, Any], inputs: Mapping[str, Any], check: FaultCheck) -> Launched:
         positions, slots = self._buffers(int(inputs["max_num_batched_tokens"]))
-        hazards = self._positions_step(d, positions)
+        self._positions_step(d, positions)
         n = int(inputs["num_tokens"])
-        slots[:n] = per_layer_slots(d["block_tables"], d["batch_id_per_token"], positions, n,
-                                    int(inputs["block_size"]), "slot mapping")
-        return {
-            "position_ids": positions[:n].get(),
-            "slot_mapping": slots[: int(inputs["padded_num_tokens"])].get(),
-            "hazards": hazards,
-        }
+        fresh = per_layer_slots(d["block_tables"], d["batch_id_per_token"], positions, n,
+                                int(inputs["block_size"]), self._fault)
+        check("slot mapping: reads block_tables out of bounds")
+        slots[:n] = fresh
+        return Launched(positions[:n], self.op_name, int(positions.shape[0]),
+                        slot_mapping=slots[: int(inputs["padded_num_tokens"])])
 
 
 class ChunkedFix(SingleStep):
@@ -163,22 +210,15 @@ class Fused(_CudaPath):
 
     position_dtype = np.int64
 
-    def __call__(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        cp = cupy()
-        d = self._device(inputs)
+    def launch(self, d: Mapping[str, Any], inputs: Mapping[str, Any], check: FaultCheck) -> Launched:
         positions, slots = self._buffers(int(inputs["max_num_batched_tokens"]))
         bsz, width = (int(x) for x in d["block_tables"].shape)
         check_launch("get_position_ids_and_slot_mapping", bsz)
-        spill, fault = cp.zeros(2, dtype=np.int32), cp.zeros(1, dtype=np.int32)
         if bsz:
             _module().get_function("fused_positions_and_slots")(
                 (1,), (bsz,), (d["seq_lens_decoder"], d["seq_lens_this_time"], d["block_tables"], np.int32(bsz),
                                np.int32(width), np.int32(inputs["block_size"]), positions, slots,
-                               np.int32(positions.shape[0]), spill, fault))
-        if int(fault.get()[0]):
-            raise KernelFault("get_position_ids_and_slot_mapping: reads block_tables out of bounds")
-        return {
-            "position_ids": positions[: int(inputs["num_tokens"])].get(),
-            "slot_mapping": slots[: int(inputs["padded_num_tokens"])].get(),
-            "hazards": _spill_hazard("get_position_ids_and_slot_mapping", spill, int(positions.shape[0])),
-        }
+                               np.int32(positions.shape[0]), self._spill, self._fault))
+        check("get_position_ids_and_slot_mapping: reads block_tables out of bounds")
+        return Launched(positions[: int(inputs["num_tokens"])], "get_position_ids_and_slot_mapping",
+                        int(positions.shape[0]), slot_mapping=slots[: int(inputs["padded_num_tokens"])])
