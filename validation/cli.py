@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "evals.cli",
     "properties.mutation_cli",
     "properties.cli",
+    "validation.bench.cli",
 )
 
 
