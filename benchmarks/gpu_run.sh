@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The one GPU job, on the lent H200 (no Paddle there; CuPy, numpy, hypothesis and pytest are):
-#   1. the CUDA backend's tests (and the core's, which run on any machine);
-#   2. the CUDA side of the cross-backend proof: the CUDA digests of the shared corpus are re-recorded
+#   1. dsa-validate bench: every path, L in 1,5,16,61, eager and CUDA-graph replay, JSON + PNG;
+#   2. the CUDA backend's tests (and the core's, which run on any machine);
+#   3. the CUDA side of the cross-backend proof: the CUDA digests of the shared corpus are re-recorded
 #      here and compared with the committed Paddle digests (CI, without a GPU, only checks that the
 #      Paddle models still give the committed Paddle digests; this job is where the CUDA side is proven);
-#   3. the property suite (ci profile) on the CUDA backend;
-#   4. dsa-validate bench: every path, L in 1,5,16,61, eager and CUDA-graph replay, JSON + PNG.
+#   4. the property suite (ci profile) on the CUDA backend.
 # Everything printed is also in $OUT/gpu.txt; the figures in BENCHMARKS.md come from here.
 set -uo pipefail
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
@@ -20,15 +20,20 @@ python3 -c "import cupy, numpy, hypothesis, sys; rt = cupy.cuda.runtime; v = lam
 print('python', sys.version.split()[0], 'cupy', cupy.__version__, 'cuda runtime', v(rt.runtimeGetVersion()), \
 'driver cuda', v(rt.driverGetVersion()), 'numpy', numpy.__version__, 'hypothesis', hypothesis.__version__)"
 # matplotlib draws the bench plot; a GPU box without network gets it from wheels carried in .whl/.
-python3 -c "import matplotlib" 2>/dev/null || { [ -d .whl ] && pip install -q --no-index --find-links .whl matplotlib >/dev/null 2>&1; }
+python3 -c "import matplotlib" 2>/dev/null || { [ -d .whl ] && { python3 -m pip install -q --no-index --find-links .whl matplotlib \
+  || python3 -m pip install -q --break-system-packages --no-index --find-links .whl matplotlib; } >/dev/null 2>&1; }
 python3 -c "import matplotlib; print('matplotlib', matplotlib.__version__)" || echo "no matplotlib: the plot is skipped"
 
-echo "== 1. tests on the GPU"
+echo "== 1. bench: every path, eager and CUDA-graph replay"
+python3 -m validation.cli bench --backend cuda --layers 1,5,16,61 --graph \
+  --json "$out/gpu_bench.json" --plot "$out/gpu_bench.png" || status=1
+
+echo "== 2. tests on the GPU"
 python3 -m pytest -q -ra -p no:cacheprovider tests/test_cuda_backend.py tests/test_bench.py tests/test_compare.py \
   tests/test_oracle.py tests/test_state.py tests/test_seam.py tests/test_mutants_catalogue.py > "$out/gpu_pytest.log" 2>&1 || status=1
 grep -E "^(SKIPPED|FAILED|ERROR)" "$out/gpu_pytest.log" | head -20; tail -1 "$out/gpu_pytest.log"
 
-echo "== 2. CUDA digests re-recorded on $(date -u +%F), compared with the committed Paddle digests"
+echo "== 3. CUDA digests re-recorded on $(date -u +%F), compared with the committed Paddle digests"
 python3 -m validation.cross_backend record --backend cuda --corpus fixtures/corpus/states.jsonl.gz --out "$out/cuda_digests.jsonl"
 if python3 -m validation.cross_backend compare fixtures/corpus/paddle_digests.jsonl "$out/cuda_digests.jsonl" | tail -5; then
   echo "CUDA side proven on this GPU: fresh CUDA digests == committed Paddle digests"
@@ -41,7 +46,7 @@ else
   echo "the committed fixtures/corpus/cuda_digests.jsonl is stale: commit \$OUT/cuda_digests.jsonl"
 fi
 
-echo "== 3. property suite (ci profile) on the CUDA backend"
+echo "== 4. property suite (ci profile) on the CUDA backend"
 for pair in "legacy single_step" "oracle chunked_fix"; do
   set -- $pair
   python3 - "$1" "$2" "$out/fuzz_cuda.jsonl" <<'PY' || status=1
@@ -56,8 +61,5 @@ sys.exit(result.exit_code)
 PY
 done
 
-echo "== 4. bench: every path, eager and CUDA-graph replay"
-python3 -m validation.cli bench --backend cuda --layers 1,5,16,61 --graph \
-  --json "$out/gpu_bench.json" --plot "$out/gpu_bench.png" || status=1
 echo "gpu_run.sh exit $status"
 exit $status
