@@ -47,9 +47,12 @@ else
 fi
 
 echo "== 4. property suite (ci profile) on the CUDA backend"
-for pair in "legacy single_step" "oracle chunked_fix"; do
+# legacy vs single_step must exit 0 (its one REGRESSION is a documented known finding); chunked_fix
+# against the oracle exits 1 by design: it keeps the 1024-thread launch limit, the int32 product and
+# the stale padded tail, which the truth does not have.
+for pair in "legacy single_step 0" "oracle chunked_fix 1"; do
   set -- $pair
-  python3 - "$1" "$2" "$out/fuzz_cuda.jsonl" <<'PY' || status=1
+  python3 - "$1" "$2" "$out/fuzz_cuda.jsonl" <<'PY'
 import json, sys
 from properties.runner import run_fuzz
 result = run_fuzz(sys.argv[1], sys.argv[2], profile="ci", backend="cuda", out_dir="/tmp/cx")
@@ -59,6 +62,8 @@ print(sys.argv[1], "vs", sys.argv[2], "on cuda:", result.examples, "states in", 
       result.exit_code, "verdicts", sorted(result.verdicts))
 sys.exit(result.exit_code)
 PY
+  code=$?
+  if [ "$code" = "$3" ]; then echo "  exit $code as expected"; else echo "  exit $code, expected $3"; status=1; fi
 done
 
 echo "gpu_run.sh exit $status"

@@ -52,7 +52,7 @@ def test_paddle_bench_prints_the_table_and_writes_the_json(tmp_path: Path, capsy
     assert doc["skipped"] == [report_line := "graph timing skipped: the Paddle backend runs on the CPU here, which has no CUDA graphs to capture"]
     assert report_line in out and report_line in err
     assert "smoke run, not a measurement" in out
-    block = out.split("\neager:\n")[1].split("\n\n")[0].splitlines()
+    block = out.split("\neager: ")[1].split("\n\n")[0].splitlines()
     table = [line for line in block if line.startswith("  decode 4x1 ")]
     assert [line.split()[2] for line in table] == doc["paths"]
     assert all(len(line.split("[")) == 3 for line in table)  # one cell per layer count
@@ -80,7 +80,7 @@ def test_a_result_renders_and_plots_again_from_its_json(tmp_path: Path, capsys) 
     report.write_json(doc, saved)
     assert cli.main(["bench", "--from-json", str(saved), "--plot", str(png)]) == 0
     out = capsys.readouterr().out
-    assert "48.0 / 3.0 us = 16.0x" in out and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "48.00 / 3.00 us = 16.0x" in out and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -115,8 +115,8 @@ def test_every_shape_is_a_state_the_suite_accepts() -> None:
 def test_cuda_bench_times_eager_and_graph_and_checks_the_timed_work(tmp_path: Path, capsys) -> None:
     code, out, err, doc = _bench(tmp_path, capsys, "--backend", "cuda", "--graph")
     assert code == 0, out + err
-    _check_document(doc, "cuda", ["eager", "graph"])
-    assert set(doc["floor"]) == {"eager", "graph"} and doc["environment"]["gpu"]
+    _check_document(doc, "cuda", ["eager", "graph", "in_graph"])
+    assert set(doc["floor"]) == {"eager", "graph", "in_graph"} and doc["environment"]["gpu"]
     assert all(row["bytes"] > 0 for row in doc["results"] if row["path"] in ("legacy", "single_step", "fused"))
 
 
@@ -131,6 +131,6 @@ def test_timed_work_that_disagrees_with_the_seam_call_is_an_error() -> None:
 
     inputs = shapes.Shape("decode", 4, 1).state().step_inputs()
     samples = CudaTimer(3, 1).path(cuda_paths.SingleStep(), inputs, graph=True)
-    assert {k: len(v) for k, v in samples.items()} == {"eager": 3, "graph": 3}
+    assert {k: len(v) for k, v in samples.items()} == {"eager": 3, "graph": 3, "in_graph": 3}
     with pytest.raises(StepMismatch, match="slot_mapping differs"):
         CudaTimer(3, 1).path(Lying(), inputs, graph=True)

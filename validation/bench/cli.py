@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"decode:BSZxTOKENS or prefill:BSZxLENGTH, comma-separated (default: {DEFAULT_SHAPES})")
     p.add_argument("--paths", default=None, metavar="NAME,...",
                    help="registered paths to time (default: every path of the backend)")
-    p.add_argument("--graph", action="store_true", help="also time each step replayed from a captured CUDA graph")
+    p.add_argument("--graph", action="store_true",
+                   help="also time each step replayed from a captured CUDA graph, alone and 20 to a graph")
     p.add_argument("--repeats", type=positive_int, default=200, metavar="N", help="samples per figure (default: 200)")
     p.add_argument("--warmup", type=positive_int, default=20, metavar="N", help="unrecorded runs first (default: 20)")
     p.add_argument("--json", type=Path, metavar="OUT.json", help="write every sample's statistics as JSON")
@@ -115,7 +116,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": _command(args, layers, shapes, paths), "repeats": args.repeats, "warmup": args.warmup,
         "layers": layers, "shapes": [s.to_dict() for s in shapes], "paths": paths,
-        "modes": ["eager", "graph"] if graph else ["eager"], "skipped": [], "floor": {},
+        "modes": ["eager", "graph", "in_graph"] if graph else ["eager"], "skipped": [], "floor": {},
         "bandwidth": {"bytes_per_s": traffic.H200_BANDWIDTH, "source": traffic.BANDWIDTH_SOURCE} if cuda else None,
         "results": [],
     }

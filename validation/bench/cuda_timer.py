@@ -14,11 +14,15 @@ and read-backs, and any numpy/Python work on the state, none of which a graph co
 - graph: the same ``launch`` captured once on a non-blocking stream (``begin_capture`` /
   ``end_capture``; allocations made while capturing come from a pool kept only for that graph), then
   replayed: a spin kernel keeps the GPU busy while the host records the start event, launches the
-  graph and records the end event, so the interval is the replay's own device time (graph launch on
-  the device included), not the host's submission latency.
+  graph and records the end event, so the interval is the replay's own device time (the graph's
+  launch on the device included), not the host's submission latency.
+- in_graph: ``IN_GRAPH_STEPS`` launches captured back to back into one graph, replayed the same way,
+  the interval divided by ``IN_GRAPH_STEPS``: what one step adds inside a larger captured graph (as in
+  a serving engine, whose whole decode step is one graph), with the graph's own launch spread out.
 
 Every figure is the median (with p10/p25/p75/p90) of ``repeats`` samples after ``warmup`` unrecorded
-runs. The floor is measured the same way: one empty kernel, launched eagerly and replayed as a graph.
+runs. The floor is measured the same way in every mode: one empty kernel (eagerly, alone in a graph,
+``IN_GRAPH_STEPS`` of them in one graph).
 After timing, each path's graph outputs are compared with what its seam call returned (bit for bit)
 and its fault and spill counters are read: a step that computed something else is an error, not a
 figure.
@@ -37,6 +41,7 @@ from validation.impls.cuda_paths import Launched
 # One thread spins for this many clock cycles (about 50 us at the H200's 1.98 GHz boost clock):
 # longer than the host needs to record an event, launch a graph and record another.
 SPIN_CYCLES = 100_000
+IN_GRAPH_STEPS = 20
 _TIMING_SOURCE = r"""
 extern "C" __global__ void empty_kernel() {}
 extern "C" __global__ void spin(long long cycles) {
@@ -75,21 +80,22 @@ class CudaTimer:
             samples.append(self.cp.cuda.get_elapsed_time(self._start, self._end) * 1e3)
         return samples
 
-    def capture(self, work: Callable[[], Any]) -> tuple[Any, Any, Any]:
-        """(graph, what ``work`` returned, the pool its allocations came from: keep all three alive)."""
+    def capture(self, work: Callable[[], Any], steps: int = 1) -> tuple[Any, list[Any], Any]:
+        """(graph of ``steps`` calls of ``work``, what each returned, the pool their allocations came
+        from: keep all three alive while the graph replays)."""
         cp = self.cp
         pool = cp.cuda.MemoryPool()
         self.stream.synchronize()
         with cp.cuda.using_allocator(pool.malloc):
             self.stream.begin_capture()
             try:
-                result = work()
+                result = [work() for _ in range(steps)]
             finally:
                 graph = self.stream.end_capture()
         graph.upload(self.stream)
         return graph, result, pool
 
-    def replay(self, graph: Any) -> list[float]:
+    def replay(self, graph: Any, steps: int = 1) -> list[float]:
         for _ in range(self.warmup):
             graph.launch(self.stream)
         samples = []
@@ -99,14 +105,16 @@ class CudaTimer:
             graph.launch(self.stream)
             self._end.record(self.stream)
             self._end.synchronize()
-            samples.append(self.cp.cuda.get_elapsed_time(self._start, self._end) * 1e3)
+            samples.append(self.cp.cuda.get_elapsed_time(self._start, self._end) * 1e3 / steps)
         return samples
 
     def floor(self) -> dict[str, list[float]]:
-        """One empty kernel: launched eagerly, and replayed from a one-node graph."""
+        """One empty kernel: launched eagerly, alone in a graph, and ``IN_GRAPH_STEPS`` to a graph."""
         launch = lambda: self._empty((1,), (1,), (), stream=self.stream)  # noqa: E731
-        graph, _, _ = self.capture(launch)
-        return {"eager": self.eager(launch), "graph": self.replay(graph)}
+        alone, _, _ = self.capture(launch)
+        many, _, _ = self.capture(launch, IN_GRAPH_STEPS)
+        return {"eager": self.eager(launch), "graph": self.replay(alone),
+                "in_graph": self.replay(many, IN_GRAPH_STEPS)}
 
     def path(self, fn: Any, inputs: Mapping[str, Any], graph: bool) -> dict[str, list[float]]:
         """Samples of one path instance on one step's inputs; raises ``StepMismatch`` if it computed
@@ -118,10 +126,12 @@ class CudaTimer:
             out = {"eager": self.eager(step)}
             _same(step(), expected, "eager launch")
             if graph:
-                captured, launched, _pool = self.capture(step)
-                out["graph"] = self.replay(captured)
-                self.stream.synchronize()
-                _same(launched, expected, "graph replay")
+                for mode, steps in (("graph", 1), ("in_graph", IN_GRAPH_STEPS)):
+                    captured, launched, _pool = self.capture(step, steps)
+                    out[mode] = self.replay(captured, steps)
+                    self.stream.synchronize()
+                    _same(launched[0], expected, f"{mode} replay, first step")
+                    _same(launched[-1], expected, f"{mode} replay, last step")
             if not fn.clean():
                 raise StepMismatch("a kernel counted a spill or flagged a fault while being timed")
         return out

@@ -12,6 +12,12 @@ import numpy as np
 SCHEMA = "dsa-validation/bench/1"
 PERCENTILES = (10, 25, 75, 90)
 MIN_REPEATS = 100  # below this a run is a smoke test, and the table says so
+MODES = {
+    "eager": "each step launched kernel by kernel from Python (device time from the first launch to the last kernel's end)",
+    "graph": "each step captured alone into a CUDA graph and replayed (device time of one replay)",
+    "in_graph": "20 steps captured back to back into one graph and replayed (device time per step)",
+}
+LINE_STYLES = {"eager": ":", "graph": "-", "in_graph": "--"}
 
 
 def stats(samples: list[float]) -> dict[str, float]:
@@ -60,7 +66,8 @@ def _cell(row: dict | None) -> str:
     if row.get("error"):
         return "error"
     s = row["stats"]
-    return f"{s['median_us']:.1f} [{s['p10_us']:.1f}-{s['p90_us']:.1f}]"
+    digits = 2 if s["median_us"] < 10 else 1
+    return f"{s['median_us']:.{digits}f} [{s['p10_us']:.{digits}f}-{s['p90_us']:.{digits}f}]"
 
 
 def render(doc: dict) -> str:
@@ -75,7 +82,7 @@ def render(doc: dict) -> str:
     width = max([len(p) for p in doc["paths"]] + [10])
     for mode in doc["modes"]:
         lines.append("")
-        lines.append(f"{mode}:")
+        lines.append(f"{mode}: {MODES.get(mode, '')}")
         lines.append(f"  {'shape':<20} {'path':<{width}} " + " ".join(f"{'L=' + str(n):>22}" for n in doc["layers"])
                      + (f" {'bytes@L=' + str(doc['layers'][-1]):>14} {'BW floor us':>11}" if doc["bandwidth"] else ""))
         for shape in (s["name"] for s in doc["shapes"]):
@@ -87,11 +94,11 @@ def render(doc: dict) -> str:
                 lines.append(f"  {shape:<20} {path:<{width}} " + " ".join(f"{_cell(c):>22}" for c in cells)
                              + (traffic if doc["bandwidth"] else ""))
     floor = doc.get("floor") or {}
-    if floor.get("eager") or floor.get("graph"):
+    if floor:
         lines.append("")
         lines.append("floor: one empty kernel, " + ", ".join(
             f"{mode} {floor[mode]['median_us']:.2f} us [{floor[mode]['p10_us']:.2f}-{floor[mode]['p90_us']:.2f}]"
-            for mode in ("eager", "graph") if floor.get(mode)))
+            for mode in doc["modes"] if floor.get(mode)))
     if doc.get("bandwidth"):
         lines.append(f"bandwidth floor = bytes / {doc['bandwidth']['bytes_per_s'] / 1e12:.1f} TB/s "
                      f"({doc['bandwidth']['source']})")
@@ -103,13 +110,13 @@ def render(doc: dict) -> str:
     if heads:
         lines.append("")
         lines.append(f"headline, legacy / single_step at L={top}:")
-        lines += [f"  {h['shape']:<20} {h['mode']:<6} {h['legacy_us']:>9.1f} / {h['single_step_us']:.1f} us = {h['ratio']:.1f}x"
+        lines += [f"  {h['shape']:<20} {h['mode']:<8} {h['legacy_us']:>9.2f} / {h['single_step_us']:.2f} us = {h['ratio']:.1f}x"
                   for h in heads]
     fits = [f for f in doc["fits"] if f["path"] in ("legacy", "single_step")]
     if fits:
         lines.append("")
         lines.append("growth with layers (least-squares line through the medians):")
-        lines += [f"  {f['shape']:<20} {f['mode']:<6} {f['path']:<12} {f['slope_us_per_layer']:+8.3f} us/layer, "
+        lines += [f"  {f['shape']:<20} {f['mode']:<8} {f['path']:<12} {f['slope_us_per_layer']:+8.3f} us/layer, "
                   f"intercept {f['intercept_us']:.1f} us, r^2 {f['r2']}" for f in fits]
     return "\n".join(lines)
 
@@ -154,16 +161,16 @@ def plot(doc: dict, out: Path) -> None:
             for path in doc["paths"]:
                 pts = [(n, m) for n in doc["layers"] if (m := _median(doc, shape, path, n, mode)) is not None]
                 if pts:
-                    ax.plot(*zip(*pts), marker="o", ms=3, color=colours[path], ls="-" if mode == "graph" else ":",
+                    ax.plot(*zip(*pts), marker="o", ms=3, color=colours[path], ls=LINE_STYLES.get(mode, "-"),
                             label=f"{path} ({mode})")
             floor = (doc.get("floor") or {}).get(mode)
             if floor:
-                ax.axhline(floor["median_us"], color="grey", lw=0.8, ls="--" if mode == "graph" else "-.",
+                ax.axhline(floor["median_us"], color="grey", lw=0.8, ls=LINE_STYLES.get(mode, "-"),
                            label=f"empty kernel ({mode})")
         ax.set_title(shape, fontsize=10)
         ax.set_xlabel("layers (L)")
-        ax.set_ylabel("us per step (median)")
-        ax.set_ylim(bottom=0)
+        ax.set_ylabel("us per step (median, log scale)")
+        ax.set_yscale("log")
         ax.set_xticks(doc["layers"])
         ax.grid(True, which="both", lw=0.3)
     for ax in list(axes.flat)[len(shapes):]:
