@@ -151,22 +151,23 @@ def plot(doc: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
+    from matplotlib.lines import Line2D  # noqa: PLC0415
+
     shapes = [s["name"] for s in doc["shapes"]]
     cols = min(2, len(shapes))
     rows_n = (len(shapes) + cols - 1) // cols
-    fig, axes = plt.subplots(rows_n, cols, figsize=(6 * cols, 3.6 * rows_n), squeeze=False)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(6 * cols, 3.6 * rows_n + 0.8), squeeze=False)
     colours = dict(zip(doc["paths"], plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3))
     for ax, shape in zip(axes.flat, shapes):
         for mode in doc["modes"]:
+            style = LINE_STYLES.get(mode, "-")
             for path in doc["paths"]:
                 pts = [(n, m) for n in doc["layers"] if (m := _median(doc, shape, path, n, mode)) is not None]
                 if pts:
-                    ax.plot(*zip(*pts), marker="o", ms=3, color=colours[path], ls=LINE_STYLES.get(mode, "-"),
-                            label=f"{path} ({mode})")
+                    ax.plot(*zip(*pts), marker="o", ms=3, color=colours[path], ls=style)
             floor = (doc.get("floor") or {}).get(mode)
             if floor:
-                ax.axhline(floor["median_us"], color="grey", lw=0.8, ls=LINE_STYLES.get(mode, "-"),
-                           label=f"empty kernel ({mode})")
+                ax.axhline(floor["median_us"], color="grey", lw=0.8, ls=style)
         ax.set_title(shape, fontsize=10)
         ax.set_xlabel("layers (L)")
         ax.set_ylabel("us per step (median, log scale)")
@@ -175,10 +176,13 @@ def plot(doc: dict, out: Path) -> None:
         ax.grid(True, which="both", lw=0.3)
     for ax in list(axes.flat)[len(shapes):]:
         ax.set_visible(False)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
-    fig.suptitle(f"slot mapping per step: {doc['backend']} ({doc['timer']})", fontsize=10)
-    fig.tight_layout(rect=(0, 0.1 + 0.02 * len(doc["paths"]) * len(doc["modes"]) / 4, 1, 0.96))
+    handles = [Line2D([], [], color=colours[p], marker="o", ms=3, label=p) for p in doc["paths"]]
+    handles += [Line2D([], [], color="black", ls=LINE_STYLES.get(m, "-"), label=m) for m in doc["modes"]]
+    if doc.get("floor"):
+        handles.append(Line2D([], [], color="grey", lw=0.8, label="empty kernel (floor)"))
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8, frameon=False)
+    fig.suptitle(f"slot mapping per step: {doc['backend']}, {doc['timer']}", fontsize=10)
+    fig.tight_layout(rect=(0, 0.6 / (3.6 * rows_n + 0.8), 1, 0.97))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
     plt.close(fig)
