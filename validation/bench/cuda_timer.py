@@ -157,14 +157,22 @@ def _same(step: Launched, expected: Mapping[str, Any], where: str) -> None:
 
 def environment() -> dict[str, str]:
     """GPU, driver, CUDA and library versions, for the report."""
+    import platform  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
     cp = cuda_paths.cupy()
     runtime = cp.cuda.runtime
     props = runtime.getDeviceProperties(cp.cuda.Device().id)
     name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+    try:
+        driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader", "-i",
+                                 str(cp.cuda.Device().id)], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        driver = ""
 
     def version(v: int) -> str:
         return f"{v // 1000}.{v % 1000 // 10}"
 
-    return {"gpu": name, "driver_cuda": version(runtime.driverGetVersion()),
-            "runtime_cuda": version(runtime.runtimeGetVersion()), "cupy": cp.__version__,
-            "numpy": np.__version__}
+    return {"gpu": name, "driver": driver or "unknown (no nvidia-smi)", "driver_cuda": version(runtime.driverGetVersion()),
+            "runtime_cuda": version(runtime.runtimeGetVersion()), "cupy": cp.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}

@@ -17,6 +17,8 @@ MODES = {
     "graph": "each step captured alone into a CUDA graph and replayed (device time of one replay)",
     "in_graph": "20 steps captured back to back into one graph and replayed (device time per step)",
 }
+# On a host-timed backend the one mode is a whole seam call on the CPU.
+HOST_MODE = "each step one whole seam call on the CPU (host wall-clock: input conversion, ops, read-back)"
 LINE_STYLES = {"eager": ":", "graph": "-", "in_graph": "--"}
 
 
@@ -82,7 +84,7 @@ def render(doc: dict) -> str:
     width = max([len(p) for p in doc["paths"]] + [10])
     for mode in doc["modes"]:
         lines.append("")
-        lines.append(f"{mode}: {MODES.get(mode, '')}")
+        lines.append(f"{mode}: {MODES.get(mode, '') if doc['bandwidth'] else HOST_MODE}")
         lines.append(f"  {'shape':<20} {'path':<{width}} " + " ".join(f"{'L=' + str(n):>22}" for n in doc["layers"])
                      + (f" {'bytes@L=' + str(doc['layers'][-1]):>14} {'BW floor us':>11}" if doc["bandwidth"] else ""))
         for shape in (s["name"] for s in doc["shapes"]):
