@@ -51,7 +51,7 @@ extern "C" __global__ void spin(long long cycles) {
 """
 
 
-def _no_check(message: str) -> None:
+def _no_check(describe: Callable[[int], str]) -> None:
     """Fault checks are deferred while timing: the counters are read once afterwards (``clean``)."""
 
 

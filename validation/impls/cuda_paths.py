@@ -34,10 +34,11 @@ KERNELS = Path(__file__).with_name("cuda_kernels.cu")
 THREADS = 256
 DEVICE_INPUTS = ("seq_lens_encoder", "seq_lens_decoder", "seq_lens_this_time", "block_tables", "batch_id_per_token")
 
-# Called after each kernel that can read outside the block table, with the message of the fault:
-# ``__call__`` reads the flag there and then (a faulting step stops where Paddle's would); a caller
-# that captures the device work passes a function that does not synchronise.
-FaultCheck = Callable[[str], None]
+# Called after each kernel that can read outside the block table, with a function that says, given the
+# first token row that did, what the read was: ``__call__`` reads the fault flag there and then (a faulting
+# step stops where Paddle's would); a caller that captures the device work passes one that does not
+# synchronise and reads the flags afterwards (``clean``).
+FaultCheck = Callable[[Callable[[int], str]], None]
 
 
 @functools.cache
@@ -69,11 +70,11 @@ def available() -> str | None:
 
 @dataclass
 class Launched:
-    """One step's device work, enqueued and not waited for: its outputs as device arrays."""
+    """One step's device work, enqueued and not waited for: its outputs as device arrays, and what reads
+    the step's hazard counters once it is done (each returns its hazards and zeroes its counter)."""
 
     position_ids: Any
-    spill_op: str  # the op whose writes past its buffer the path's spill counter holds
-    buffer_size: int
+    reports: list[Callable[[], list[str]]]
     slot_mapping: Any = None  # single-step paths: the persistent slot buffer's launched rows
     layers: list[dict[str, Any]] | None = None  # legacy: each layer's indexer and attention slots
 
@@ -96,9 +97,11 @@ class _CudaPath:
         self._fault: Any = None  # [a read would leave the block table]
 
     def __call__(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """One seam call: the inputs copied to the device, the step launched with each fault flag read as
+        soon as its kernel is queued, then the hazard counters and the results read back."""
         step = self.launch(self.device_inputs(inputs), inputs, self._raise_on_fault)
         result: dict[str, Any] = {"position_ids": step.position_ids.get(),
-                                  "hazards": self._spill_hazards(step.spill_op, step.buffer_size)}
+                                  "hazards": [h for report in step.reports for h in report()]}
         if step.layers is not None:
             result["layers"] = [{c: slots.get() for c, slots in layer.items()} for layer in step.layers]
         else:
@@ -112,9 +115,9 @@ class _CudaPath:
 
     @staticmethod
     def device_inputs(inputs: Mapping[str, Any]) -> dict[str, Any]:
-        """The step's arrays on the device (CuPy arrays already int32 on the device are used as they are)."""
+        """The step's arrays copied to the device, as ``launch`` reads them."""
         cp = cupy()
-        return {n: cp.ascontiguousarray(cp.asarray(inputs[n], dtype=np.int32)) for n in DEVICE_INPUTS}
+        return {n: cp.asarray(np.ascontiguousarray(inputs[n], dtype=np.int32)) for n in DEVICE_INPUTS}
 
     def clean(self) -> bool:
         """True when no kernel has counted a spill or flagged a fault since the last report (reads the device)."""
@@ -129,26 +132,30 @@ class _CudaPath:
             self._spill, self._fault = cp.zeros(2, dtype=np.int32), cp.zeros(1, dtype=np.int32)
         return self._positions, self._slots
 
-    def _raise_on_fault(self, message: str) -> None:
+    def _raise_on_fault(self, describe: Callable[[int], str]) -> None:
         if int(self._fault.get()[0]):
             self._spill.fill(0)
             self._fault.fill(0)
-            raise KernelFault(message)
+            raise KernelFault(describe(0))
 
-    def _spill_hazards(self, op: str, size: int) -> list[str]:
-        count, highest = (int(x) for x in self._spill.get())
-        if not count:
-            return []
-        self._spill.fill(0)
-        return [f"{op} wrote {count} entries past its buffer of {size} (index up to {highest})"]
+    def _spill_report(self, op: str, size: int) -> Callable[[], list[str]]:
+        def report() -> list[str]:
+            count, highest = (int(x) for x in self._spill.get())
+            if not count:
+                return []
+            self._spill.fill(0)
+            return [f"{op} wrote {count} entries past its buffer of {size} (index up to {highest})"]
 
-    def _positions_step(self, d: Mapping[str, Any], positions: Any) -> None:
+        return report
+
+    def _positions_step(self, d: Mapping[str, Any], positions: Any) -> Callable[[], list[str]]:
         bsz = int(d["seq_lens_this_time"].shape[0])
         check_launch(self.launch_name, bsz)
         if bsz:
             _module().get_function(self.kernel)(
                 (1,), (bsz,), (d["seq_lens_encoder"], d["seq_lens_decoder"], d["seq_lens_this_time"], positions,
                                np.int32(positions.shape[0]), self._spill))
+        return self._spill_report(self.op_name, int(positions.shape[0]))
 
 
 def per_layer_slots(tables: Any, batch_ids: Any, positions: Any, n: int, block_size: int, fault: Any) -> Any:
@@ -169,17 +176,17 @@ class Legacy(_CudaPath):
 
     def launch(self, d: Mapping[str, Any], inputs: Mapping[str, Any], check: FaultCheck) -> Launched:
         positions, _ = self._buffers(int(inputs["max_num_batched_tokens"]))
-        self._positions_step(d, positions)
+        spills = self._positions_step(d, positions)
         launch, bs = int(inputs["padded_num_tokens"]), int(inputs["block_size"])
         layers = []
         for layer in range(self.num_layers):
             indexer = per_layer_slots(d["block_tables"], d["batch_id_per_token"], positions, launch,
                                       LEGACY_INDEXER_BLOCK_SIZE, self._fault)
-            check(f"layer {layer} indexer: reads block_tables out of bounds")
+            check(lambda _, layer=layer: f"layer {layer} indexer: reads block_tables out of bounds")
             attention = per_layer_slots(d["block_tables"], d["batch_id_per_token"], positions, launch, bs, self._fault)
-            check(f"layer {layer} attention: reads block_tables out of bounds")
+            check(lambda _, layer=layer: f"layer {layer} attention: reads block_tables out of bounds")
             layers.append({"indexer": indexer, "attention": attention})
-        return Launched(positions[: int(inputs["num_tokens"])], self.op_name, int(positions.shape[0]), layers=layers)
+        return Launched(positions[: int(inputs["num_tokens"])], [spills], layers=layers)
 
 
 class SingleStep(_CudaPath):
@@ -187,14 +194,13 @@ class SingleStep(_CudaPath):
 
     def launch(self, d: Mapping[str, Any], inputs: Mapping[str, Any], check: FaultCheck) -> Launched:
         positions, slots = self._buffers(int(inputs["max_num_batched_tokens"]))
-        self._positions_step(d, positions)
+        spills = self._positions_step(d, positions)
         n = int(inputs["num_tokens"])
         fresh = per_layer_slots(d["block_tables"], d["batch_id_per_token"], positions, n,
                                 int(inputs["block_size"]), self._fault)
-        check("slot mapping: reads block_tables out of bounds")
+        check(lambda _: "slot mapping: reads block_tables out of bounds")
         slots[:n] = fresh
-        return Launched(positions[:n], self.op_name, int(positions.shape[0]),
-                        slot_mapping=slots[: int(inputs["padded_num_tokens"])])
+        return Launched(positions[:n], [spills], slot_mapping=slots[: int(inputs["padded_num_tokens"])])
 
 
 class ChunkedFix(SingleStep):
@@ -219,6 +225,7 @@ class Fused(_CudaPath):
                 (1,), (bsz,), (d["seq_lens_decoder"], d["seq_lens_this_time"], d["block_tables"], np.int32(bsz),
                                np.int32(width), np.int32(inputs["block_size"]), positions, slots,
                                np.int32(positions.shape[0]), self._spill, self._fault))
-        check("get_position_ids_and_slot_mapping: reads block_tables out of bounds")
-        return Launched(positions[: int(inputs["num_tokens"])], "get_position_ids_and_slot_mapping",
-                        int(positions.shape[0]), slot_mapping=slots[: int(inputs["padded_num_tokens"])])
+        check(lambda _: "get_position_ids_and_slot_mapping: reads block_tables out of bounds")
+        return Launched(positions[: int(inputs["num_tokens"])],
+                        [self._spill_report("get_position_ids_and_slot_mapping", int(positions.shape[0]))],
+                        slot_mapping=slots[: int(inputs["padded_num_tokens"])])
