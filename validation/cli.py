@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "properties.cli",
     "evals.engine.serve_cli",
     "evals.engine.e2e",
+    "validation.bench.cli",
 )
 
 # Commands whose module is known up front: ``dsa-validate ifeval ...`` imports only evals.cli, not every

@@ -6,12 +6,18 @@ launch shapes: position ops ``<<<1, bsz>>>``, the per-layer formula one thread p
 persistent buffers are device arrays kept across steps, exactly as in ``paddle_paths`` (whose docstring
 cites the FastDeploy lines each model follows): zero-filled single-step buffers, legacy's uninitialised
 position buffer from the state's ``prior_position_ids``, batch id -1 resolved against the captured table.
+
+Each path splits a step in two: ``launch`` is the device work alone (kernel launches on the current
+stream, reading device-resident inputs, no host synchronisation, so ``validation.bench`` can capture
+it into a CUDA graph), and ``__call__`` is the seam's call around it (inputs copied to the device,
+each kernel's fault flag read as soon as it is launched, hazard counters and results read back).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +32,21 @@ from validation.impls.paddle_paths import (
     PAD_SLOT,
     POSITION_BUFFER_FILL,
     SLOT_BUFFER_FILL,
-    launch,
+    launch as launch_rows,
     prior_contents,
 )
 
 KERNELS = Path(__file__).with_name("cuda_kernels.cu")
 THREADS = 256
+DEVICE_INPUTS = ("seq_lens_encoder", "seq_lens_decoder", "seq_lens_this_time", "block_tables", "batch_id_per_token")
+# A counter of [count, first index]: kernels add to the count and atomicMin the index.
+_FRESH_FIRST = np.array([0, np.iinfo(np.int32).max], dtype=np.int32)
+
+# Called after each kernel that can read outside the block table, with a function that says, given the
+# first token row that did, what the read was: ``__call__`` reads the fault flag there and then (a faulting
+# step stops where Paddle's would); a caller that captures the device work passes one that does not
+# synchronise and reads the flags afterwards (``clean``).
+FaultCheck = Callable[[Callable[[int], str]], None]
 
 
 @functools.cache
@@ -61,13 +76,19 @@ def available() -> str | None:
     return None
 
 
-def _spill_hazard(op: str, spill: Any, size: int) -> list[str]:
-    count, highest = (int(x) for x in spill.get())
-    return [f"{op} wrote {count} entries past its buffer of {size} (index up to {highest})"] if count else []
+@dataclass
+class Launched:
+    """One step's device work, enqueued and not waited for: its outputs as device arrays, and what reads
+    the step's hazard counters once it is done (each returns its hazards and zeroes its counter)."""
+
+    position_ids: Any
+    reports: list[Callable[[], list[str]]]
+    slot_mapping: Any = None  # single-step paths: the persistent slot buffer's launched rows
+    layers: list[dict[str, Any]] | None = None  # legacy: each layer's indexer and attention slots
 
 
 class _CudaPath:
-    """Persistent device buffers and the host-to-device copy of the step inputs."""
+    """Persistent device buffers and counters, the step's device work, and the seam call around it."""
 
     kernel = "positions_v1"
     op_name = "position op (v1)"
@@ -79,6 +100,45 @@ class _CudaPath:
         self.num_layers = num_layers
         self._positions: Any = None
         self._slots: Any = None
+        # Set once; a kernel adds to them only when something goes wrong, and the host sets them back
+        # after reporting it, so a step sees only its own spills and faults without a memset.
+        self._spill: Any = None  # [writes past a buffer, highest index written]
+        self._fault: Any = None  # [a read would leave the block table, first token row that did]
+        self._before: Any = None  # fused: [reads before the table (batch id -1), first token that did]
+
+    def __call__(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """One seam call: the inputs copied to the device, the step launched with each fault flag read as
+        soon as its kernel is queued, then the hazard counters and the results read back."""
+        step = self.launch(self.device_inputs(inputs), inputs, self._raise_on_fault)
+        result: dict[str, Any] = {"position_ids": step.position_ids.get(),
+                                  "hazards": [h for report in step.reports for h in report()]}
+        if step.layers is not None:
+            result["layers"] = [{c: slots.get() for c, slots in layer.items()} for layer in step.layers]
+        else:
+            result["slot_mapping"] = step.slot_mapping.get()
+        return result
+
+    def launch(self, d: Mapping[str, Any], inputs: Mapping[str, Any], check: FaultCheck) -> Launched:
+        """The step's device work only: ``d`` is ``device_inputs(inputs)``, ``inputs`` the seam's mapping
+        (read for the step's sizes only)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def device_inputs(inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The step's arrays copied to the device, as ``launch`` reads them."""
+        cp = cupy()
+        out = {n: cp.asarray(np.ascontiguousarray(inputs[n], dtype=np.int32)) for n in DEVICE_INPUTS}
+        tables = np.asarray(inputs["block_tables"], dtype=np.int32)
+        past = np.asarray(inputs.get("block_tables_past_bsz", np.zeros((0, 0))), dtype=np.int32)
+        if past.shape[0]:
+            tables = np.concatenate([tables, past.reshape(-1, tables.shape[1])])
+        out["captured_block_tables"] = cp.asarray(np.ascontiguousarray(tables))
+        return out
+
+    def clean(self) -> bool:
+        """True when no kernel has counted a spill, a read before the table or a fault since the last
+        report (reads the device)."""
+        return self._spill is None or not any(int(c.get()[0]) for c in (self._spill, self._fault, self._before))
 
     def _buffers(self, inputs: Mapping[str, Any]) -> tuple[Any, Any]:
         cp = cupy()
@@ -89,54 +149,69 @@ class _CudaPath:
             else:
                 self._positions = cp.full(size, POSITION_BUFFER_FILL, dtype=self.position_dtype)
             self._slots = cp.full(size, SLOT_BUFFER_FILL, dtype=np.int64)
+        if self._spill is None:
+            self._spill = cp.zeros(2, dtype=np.int32)
+            self._fault, self._before = cp.asarray(_FRESH_FIRST), cp.asarray(_FRESH_FIRST)
         return self._positions, self._slots
 
-    @staticmethod
-    def _device(inputs: Mapping[str, Any]) -> dict[str, Any]:
-        cp = cupy()
-        names = ("seq_lens_encoder", "seq_lens_decoder", "seq_lens_this_time", "block_tables", "batch_id_per_token")
-        out = {n: cp.asarray(np.ascontiguousarray(inputs[n], dtype=np.int32)) for n in names}
-        tables = np.asarray(inputs["block_tables"], dtype=np.int32)
-        past = np.asarray(inputs.get("block_tables_past_bsz", np.zeros((0, 0))), dtype=np.int32)
-        if past.shape[0]:
-            tables = np.concatenate([tables, past.reshape(-1, tables.shape[1])])
-        out["captured_block_tables"] = cp.asarray(np.ascontiguousarray(tables))
-        return out
+    def _reset_counters(self) -> None:
+        self._spill.fill(0)
+        self._fault.set(_FRESH_FIRST)
+        self._before.set(_FRESH_FIRST)
 
-    def _positions_step(self, d: dict[str, Any], positions: Any) -> list[str]:
-        cp = cupy()
+    def _raise_on_fault(self, describe: Callable[[int], str]) -> None:
+        flag, token = (int(x) for x in self._fault.get())
+        if flag:
+            message = describe(token)
+            self._reset_counters()
+            raise KernelFault(message)
+
+    def _spill_report(self, op: str, size: int) -> Callable[[], list[str]]:
+        def report() -> list[str]:
+            count, highest = (int(x) for x in self._spill.get())
+            if not count:
+                return []
+            self._spill.fill(0)
+            return [f"{op} wrote {count} entries past its buffer of {size} (index up to {highest})"]
+
+        return report
+
+    def _positions_step(self, d: Mapping[str, Any], positions: Any) -> Callable[[], list[str]]:
         bsz = int(d["seq_lens_this_time"].shape[0])
         check_launch(self.launch_name, bsz)
-        spill = cp.zeros(2, dtype=np.int32)
         if bsz:
             _module().get_function(self.kernel)(
                 (1,), (bsz,), (d["seq_lens_encoder"], d["seq_lens_decoder"], d["seq_lens_this_time"], positions,
-                               np.int32(positions.shape[0]), spill))
-        return _spill_hazard(self.op_name, spill, int(positions.shape[0]))
+                               np.int32(positions.shape[0]), self._spill))
+        return self._spill_report(self.op_name, int(positions.shape[0]))
 
 
-def per_layer_slots(tables: Any, batch_ids: Any, positions: Any, n: int, block_size: int, op: str) -> Any:
-    """Launch the per-layer formula over ``n`` token rows; a read outside the table is a ``KernelFault``
-    with the same text as ``paddle_ops.gather_blocks``."""
+def per_layer_slots(tables: Any, batch_ids: Any, positions: Any, n: int, block_size: int, fault: Any) -> Any:
+    """Launch the per-layer formula over ``n`` token rows; a read outside the table sets ``fault``."""
     cp = cupy()
     out = cp.empty(n, dtype=np.int64)
     if n == 0:
         return out
-    fault = cp.asarray(np.array([0, np.iinfo(np.int32).max], dtype=np.int32))
     nrows, width = (int(x) for x in tables.shape)
     _module().get_function("per_layer_slots")(
         ((n + THREADS - 1) // THREADS,), (THREADS,),
         (tables, np.int32(nrows), np.int32(width), batch_ids, positions, np.int32(n), np.int32(block_size), out,
          fault))
-    flag, token = (int(x) for x in fault.get())
-    if flag:
+    return out
+
+
+def out_of_bounds(op: str, tables: Any, batch_ids: Any, positions: Any, block_size: int) -> Callable[[int], str]:
+    """What a faulting token row of the per-layer formula read, with the same text as ``paddle_ops.gather_blocks``."""
+    def describe(token: int) -> str:
+        nrows, width = (int(x) for x in tables.shape)
         bid, pos = int(batch_ids[token].get()), int(positions[token].get())
         row = bid + nrows if bid < 0 else bid
         col = pos // block_size
         col = col + width if col < 0 else col
-        raise KernelFault(f"{op}: reads block_tables out of bounds (token row {token}: flat index "
-                          f"{row * width + col} of {nrows * width})")
-    return out
+        return (f"{op}: reads block_tables out of bounds (token row {token}: flat index "
+                f"{row * width + col} of {nrows * width})")
+
+    return describe
 
 
 class Legacy(_CudaPath):
@@ -145,21 +220,20 @@ class Legacy(_CudaPath):
 
     uninitialised_positions = True
 
-    def __call__(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        d = self._device(inputs)
+    def launch(self, d: Mapping[str, Any], inputs: Mapping[str, Any], check: FaultCheck) -> Launched:
         positions, _ = self._buffers(inputs)
-        hazards = self._positions_step(d, positions)
+        spills = self._positions_step(d, positions)
         padded, bs = int(inputs["padded_num_tokens"]), int(inputs["block_size"])
-        table = d["captured_block_tables"] if padded > launch(inputs) else d["block_tables"]
+        table = d["captured_block_tables"] if padded > launch_rows(inputs) else d["block_tables"]
+        bid = d["batch_id_per_token"]
         layers = []
         for layer in range(self.num_layers):
-            layers.append({
-                "indexer": per_layer_slots(table, d["batch_id_per_token"], positions, padded,
-                                           LEGACY_INDEXER_BLOCK_SIZE, f"layer {layer} indexer").get(),
-                "attention": per_layer_slots(table, d["batch_id_per_token"], positions, padded, bs,
-                                             f"layer {layer} attention").get(),
-            })
-        return {"position_ids": positions[: int(inputs["num_tokens"])].get(), "layers": layers, "hazards": hazards}
+            indexer = per_layer_slots(table, bid, positions, padded, LEGACY_INDEXER_BLOCK_SIZE, self._fault)
+            check(out_of_bounds(f"layer {layer} indexer", table, bid, positions, LEGACY_INDEXER_BLOCK_SIZE))
+            attention = per_layer_slots(table, bid, positions, padded, bs, self._fault)
+            check(out_of_bounds(f"layer {layer} attention", table, bid, positions, bs))
+            layers.append({"indexer": indexer, "attention": attention})
+        return Launched(positions[: int(inputs["num_tokens"])], [spills], layers=layers)
 
 
 class SingleStep(_CudaPath):
@@ -167,20 +241,17 @@ class SingleStep(_CudaPath):
 
     reset_tail = False
 
-    def __call__(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        d = self._device(inputs)
+    def launch(self, d: Mapping[str, Any], inputs: Mapping[str, Any], check: FaultCheck) -> Launched:
         positions, slots = self._buffers(inputs)
-        hazards = self._positions_step(d, positions)
-        n, rows, padded = int(inputs["num_tokens"]), launch(inputs), int(inputs["padded_num_tokens"])
-        slots[:rows] = per_layer_slots(d["block_tables"], d["batch_id_per_token"], positions, rows,
-                                       int(inputs["block_size"]), "slot mapping")
+        spills = self._positions_step(d, positions)
+        n, rows, padded = int(inputs["num_tokens"]), launch_rows(inputs), int(inputs["padded_num_tokens"])
+        bs, bid = int(inputs["block_size"]), d["batch_id_per_token"]
+        fresh = per_layer_slots(d["block_tables"], bid, positions, rows, bs, self._fault)
+        check(out_of_bounds("slot mapping", d["block_tables"], bid, positions, bs))
+        slots[:rows] = fresh
         if self.reset_tail and padded > n:
             slots[n:padded] = PAD_SLOT
-        return {
-            "position_ids": positions[:n].get(),
-            "slot_mapping": slots[:padded].get(),
-            "hazards": hazards,
-        }
+        return Launched(positions[:n], [spills], slot_mapping=slots[:padded])
 
 
 class ChunkedFix(SingleStep):
@@ -203,37 +274,36 @@ class Fused(_CudaPath):
     position_dtype = np.int64
     fix_negative = False
 
-    def __call__(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        cp = cupy()
-        d = self._device(inputs)
+    def launch(self, d: Mapping[str, Any], inputs: Mapping[str, Any], check: FaultCheck) -> Launched:
         positions, slots = self._buffers(inputs)
         bsz, width = (int(x) for x in d["block_tables"].shape)
         check_launch(FUSED_OP, bsz)
-        spill, fault = cp.zeros(2, dtype=np.int32), cp.zeros(1, dtype=np.int32)
-        before = cp.asarray(np.array([0, np.iinfo(np.int32).max], dtype=np.int32))
         bs = int(inputs["block_size"])
         if bsz:
             _module().get_function("fused_positions_and_slots")(
                 (1,), (bsz,), (d["seq_lens_decoder"], d["seq_lens_this_time"], d["batch_id_per_token"],
                                d["block_tables"], np.int32(bsz), np.int32(width), np.int32(bs), positions, slots,
                                np.int32(positions.shape[0]), np.int32(self.fix_negative), np.int64(PAD_SLOT),
-                               spill, fault, before))
-        hazards = _spill_hazard(FUSED_OP, spill, int(positions.shape[0]))
-        count, first = (int(x) for x in before.get())
-        if count:
-            flat = int(d["batch_id_per_token"][first].get()) * width + int(positions[first].get()) // bs
-            hazards.append(f"{FUSED_OP}: {count} token(s) with batch id -1 read block_tables before its start; "
-                           f"first: token {first} reads element {flat} ({-4 * flat} bytes before the table)")
-        if int(fault.get()[0]):
-            raise KernelFault(f"{FUSED_OP}: reads block_tables out of bounds")
+                               self._spill, self._fault, self._before))
+        check(lambda _: f"{FUSED_OP}: reads block_tables out of bounds")
         n, padded = int(inputs["num_tokens"]), int(inputs["padded_num_tokens"])
         if self.fix_negative and padded > n:
             slots[n:padded] = PAD_SLOT
-        return {
-            "position_ids": positions[:n].get(),
-            "slot_mapping": slots[:padded].get(),
-            "hazards": hazards,
-        }
+        return Launched(positions[:n], [self._spill_report(FUSED_OP, int(positions.shape[0])),
+                                        self._before_report(d["batch_id_per_token"], positions, width, bs)],
+                        slot_mapping=slots[:padded])
+
+    def _before_report(self, batch_ids: Any, positions: Any, width: int, bs: int) -> Callable[[], list[str]]:
+        def report() -> list[str]:
+            count, first = (int(x) for x in self._before.get())
+            if not count:
+                return []
+            self._before.set(_FRESH_FIRST)
+            flat = int(batch_ids[first].get()) * width + int(positions[first].get()) // bs
+            return [f"{FUSED_OP}: {count} token(s) with batch id -1 read block_tables before its start; "
+                    f"first: token {first} reads element {flat} ({-4 * flat} bytes before the table)"]
+
+        return report
 
 
 class TailResetFused(Fused):
