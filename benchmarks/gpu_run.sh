@@ -50,16 +50,19 @@ echo "== 4. property suite (ci profile) on the CUDA backend"
 # legacy vs single_step must exit 0 (its one REGRESSION is a documented known finding); chunked_fix
 # against the oracle exits 1 by design: it keeps the 1024-thread launch limit, the int32 product and
 # the stale padded tail, which the truth does not have.
-for pair in "legacy single_step 0" "oracle chunked_fix 1"; do
+# tail_reset (the proposed fix) must give no REGRESSION against either side, with known findings ignored.
+for pair in "legacy single_step 0 known" "legacy tail_reset 0 no-known" "single_step tail_reset 0 no-known" \
+            "oracle chunked_fix 1 known"; do
   set -- $pair
-  python3 - "$1" "$2" "$out/fuzz_cuda.jsonl" <<'PY'
+  python3 - "$1" "$2" "$4" "$out/fuzz_cuda.jsonl" <<'PY'
 import json, sys
 from properties.runner import run_fuzz
-result = run_fuzz(sys.argv[1], sys.argv[2], profile="ci", backend="cuda", out_dir="/tmp/cx")
-with open(sys.argv[3], "a") as fh:
+result = run_fuzz(sys.argv[1], sys.argv[2], profile="ci", backend="cuda", out_dir="/tmp/cx",
+                  use_known=sys.argv[3] == "known")
+with open(sys.argv[4], "a") as fh:
     fh.write(json.dumps(result.to_dict()) + "\n")
-print(sys.argv[1], "vs", sys.argv[2], "on cuda:", result.examples, "states in", round(result.seconds, 1), "s, exit",
-      result.exit_code, "verdicts", sorted(result.verdicts))
+print(sys.argv[1], "vs", sys.argv[2], f"on cuda ({sys.argv[3]}):", result.examples, "states in",
+      round(result.seconds, 1), "s, exit", result.exit_code, "verdicts", sorted(result.verdicts))
 sys.exit(result.exit_code)
 PY
   code=$?
