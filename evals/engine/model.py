@@ -184,7 +184,7 @@ class DSAModel:
 
         x = F.embedding(paddle.to_tensor(ids), self._embedding)
         for layer_index, layer in enumerate(self._layers):
-            x = self._layer(layer_index, layer, x, cos, sin, caches, plans[layer_index], groups, reads, num_real)
+            x = self._layer(layer_index, layer, x, cos, sin, caches, plans[layer_index], groups, reads)
         h = _rms_norm(paddle.gather(x, paddle.to_tensor(rows_out)), self._final_norm, c.rms_norm_eps)
         return paddle.matmul(h, self._embedding, transpose_y=True).numpy()
 
@@ -222,7 +222,7 @@ class DSAModel:
         return (paddle.to_tensor(np.cos(angles).astype(np.float32)),
                 paddle.to_tensor(np.sin(angles).astype(np.float32)))
 
-    def _layer(self, li, layer: _Layer, x, cos, sin, caches, plans, groups, reads, num_real):
+    def _layer(self, li, layer: _Layer, x, cos, sin, caches, plans, groups, reads):
         c = self.config
         launch = x.shape[0]
         h = _rms_norm(x, layer.attn_norm, c.rms_norm_eps)
