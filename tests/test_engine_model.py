@@ -195,9 +195,8 @@ def test_sparse_selection_keeps_what_attention_needs(weights, sequences, referen
 # ---- cache writers -----------------------------------------------------------------------------------------
 
 
-def _one_step(model, caches, ids, pos, index_slots, attn_slots, num_real, top_k_ctx=None):
+def _one_step(model, caches, ids, pos, index_slots, attn_slots, num_real):
     """One launch of independent single-token requests (each sees only itself)."""
-    n = len(ids)
     tables = np.zeros((max(num_real, 1), 1), np.int32)
     ctx_slot = np.asarray(attn_slots[:num_real], np.int64)
     # each real request's context is its own position 0, read from the block its attention slot lies in

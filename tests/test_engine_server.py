@@ -365,3 +365,29 @@ def test_a_full_engine_answers_503_with_retry_after_and_the_rest_still_complete(
             assert r.json()["error"]["code"] == "server_overloaded"
         else:
             assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 4
+
+
+def test_two_servers_in_one_process_legacy_and_single_step_answer_identically(server) -> None:
+    """The main job's set-up: two embedded servers differing only in the slot mapping (block size 64, no padding),
+    asked the same prompts at the same time (both engine threads stepping at once), one request per server at a time
+    so that both see the same batches."""
+    started = [_start(server.engine.model, slot_mapping=name, block_size=64, padding="none")[1]
+               for name in ("legacy", "single_step")]
+    prompts = [PROMPT, "List two fruits:", "1, 2, 3,"]
+    try:
+        async def ask(running) -> list[str]:
+            async with openai.AsyncOpenAI(base_url=running.base_url, api_key="unused", max_retries=0,
+                                          timeout=300) as aclient:
+                model = (await aclient.models.list()).data[0].id
+                return [(await aclient.completions.create(model=model, prompt=p, max_tokens=6)).choices[0].text
+                        for p in prompts]
+
+        async def both():
+            return await asyncio.gather(*(ask(running) for running in started))
+
+        legacy, single_step = asyncio.run(both())
+    finally:
+        for running in started:
+            running.stop()
+    assert legacy == single_step
+    assert all(legacy)

@@ -184,7 +184,7 @@ class DSAModel:
 
         x = F.embedding(paddle.to_tensor(ids), self._embedding)
         for layer_index, layer in enumerate(self._layers):
-            x = self._layer(layer_index, layer, x, cos, sin, caches, plans[layer_index], groups, reads, num_real)
+            x = self._layer(layer_index, layer, x, cos, sin, caches, plans[layer_index], groups, reads)
         h = _rms_norm(paddle.gather(x, paddle.to_tensor(rows_out)), self._final_norm, c.rms_norm_eps)
         return paddle.matmul(h, self._embedding, transpose_y=True).numpy()
 
@@ -206,7 +206,9 @@ class DSAModel:
 
     def _read_tensors(self, g: ReadGroup) -> dict:
         """The group's index tensors and masks, made once per step and reused by every layer."""
+        contiguous = bool(np.all(np.diff(g.rows) == 1))
         return {
+            "span": (int(g.rows[0]), int(g.rows[-1]) + 1) if contiguous else None,
             "rows": paddle.to_tensor(g.rows),
             "slots": paddle.to_tensor(g.slots.reshape(-1)),
             "visible": paddle.to_tensor(g.visible),
@@ -220,7 +222,7 @@ class DSAModel:
         return (paddle.to_tensor(np.cos(angles).astype(np.float32)),
                 paddle.to_tensor(np.sin(angles).astype(np.float32)))
 
-    def _layer(self, li, layer: _Layer, x, cos, sin, caches, plans, groups, reads, num_real):
+    def _layer(self, li, layer: _Layer, x, cos, sin, caches, plans, groups, reads):
         c = self.config
         launch = x.shape[0]
         h = _rms_norm(x, layer.attn_norm, c.rms_norm_eps)
@@ -236,10 +238,12 @@ class DSAModel:
         attention_plan.apply(caches.key[li], k)
         attention_plan.apply(caches.value[li], v)
 
-        attn = paddle.zeros([launch, c.q_size], "float32")
+        q_flat = q.reshape([launch, c.q_size])
+        outs = []
         for g, t in zip(groups, reads):
-            out = self._attend(li, caches, paddle.gather(q.reshape([launch, c.q_size]), t["rows"]), g, t)
-            attn = paddle.scatter(attn, t["rows"], out, overwrite=True)
+            q_rows = q_flat[t["span"][0] : t["span"][1]] if t["span"] else paddle.gather(q_flat, t["rows"])
+            outs.append(self._attend(li, caches, q_rows, g, t))
+        attn = _assemble(outs, reads, launch, c.q_size)  # padding rows do not attend: zeros
         x = x + paddle.matmul(attn, layer.o)
 
         h = _rms_norm(x, layer.ffn_norm, c.rms_norm_eps)
@@ -294,6 +298,20 @@ def _block_diagonal_columns(c: ModelConfig, heads) -> np.ndarray:
     for i, h in enumerate(heads):
         cols[i, h // group] = h * c.head_dim + np.arange(c.head_dim)
     return cols.reshape(-1)
+
+
+def _assemble(outs: list, reads: list[dict], launch: int, width: int):
+    """The groups' outputs at their launch rows, zeros elsewhere: a concat when the groups tile the first rows in
+    order (the usual packing), else a scatter."""
+    spans = [t["span"] for t in reads]
+    if all(spans) and [a for a, _ in spans] == [0] + [b for _, b in spans[:-1]]:
+        end = spans[-1][1] if spans else 0
+        parts = outs + ([paddle.zeros([launch - end, width], "float32")] if launch > end else [])
+        return parts[0] if len(parts) == 1 else paddle.concat(parts, axis=0)
+    attn = paddle.zeros([launch, width], "float32")
+    for out, t in zip(outs, reads):
+        attn = paddle.scatter(attn, t["rows"], out, overwrite=True)
+    return attn
 
 
 def _rms_norm(x, weight, eps: float):

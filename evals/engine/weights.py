@@ -214,6 +214,5 @@ def load_model_weights() -> ModelWeights:
         gguf_path=path,
         metadata=load_gguf_metadata(),
     )
-    del tensors, reader
     _close_gguf()
     return weights
