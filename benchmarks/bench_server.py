@@ -10,7 +10,7 @@ server's process; the clients' is not counted) is printed beside it: on a shared
 overhead where wall time mostly shows the neighbours. Goal (issue 8):
 the server keeps at least 90% of the engine's figure.
 
-    python benchmarks/bench_server.py --max-tokens 32 --repeats 3
+    python benchmarks/bench_server.py --max-tokens 32 --repeats 3 --padding none
 """
 
 from __future__ import annotations
@@ -46,17 +46,18 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def engine_run(engine, workload: list[list[int]], max_tokens: int, stop_ids: list[int]) -> tuple[int, float, float]:
+def engine_run(engine, workload: list[list[int]], max_tokens: int, stop_ids: list[int]) -> tuple:
     from evals.engine.engine import SamplingParams
 
     params = SamplingParams(max_tokens=max_tokens, stop_token_ids=stop_ids)
     start, cpu = time.perf_counter(), process_cpu_s(os.getpid())
-    for ids in workload:
-        engine.add_request(ids, params)
-    tokens = 0
+    ids_of = {engine.add_request(ids, params): i for i, ids in enumerate(workload)}
+    answers: list[list[int]] = [[] for _ in workload]
     while engine.has_unfinished():
-        tokens += sum(len(o.new_token_ids) for o in engine.step())
-    return tokens, time.perf_counter() - start, process_cpu_s(os.getpid()) - cpu
+        for out in engine.step():
+            answers[ids_of[out.request_id]].extend(out.new_token_ids)
+    elapsed, cpu = time.perf_counter() - start, process_cpu_s(os.getpid()) - cpu
+    return sum(map(len, answers)), elapsed, cpu, answers
 
 
 def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
@@ -75,7 +76,7 @@ def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
 
 
 async def server_run(base_url: str, model: str, workload: list[list[int]], max_tokens: int,
-                     server_pid: int) -> tuple[int, float, float]:
+                     server_pid: int) -> tuple:
     import openai
 
     async with openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=600) as client:
@@ -83,7 +84,7 @@ async def server_run(base_url: str, model: str, workload: list[list[int]], max_t
         replies = await asyncio.gather(*[client.completions.create(model=model, prompt=ids, max_tokens=max_tokens)
                                          for ids in workload])
         elapsed, cpu = time.perf_counter() - start, process_cpu_s(server_pid) - cpu
-    return sum(r.usage.completion_tokens for r in replies), elapsed, cpu
+    return sum(r.usage.completion_tokens for r in replies), elapsed, cpu, [r.choices[0].text for r in replies]
 
 
 def measure(args: argparse.Namespace, workload: list[list[int]]) -> tuple[list, list]:
@@ -114,13 +115,13 @@ def measure(args: argparse.Namespace, workload: list[list[int]]) -> tuple[list, 
         proc.wait(timeout=30)
 
 
-def summarize(runs: list[tuple[int, float, float]]) -> dict:
-    rates = [tokens / seconds for tokens, seconds, _ in runs]
-    per_cpu = [tokens / cpu for tokens, _, cpu in runs]
+def summarize(runs: list[tuple]) -> dict:
+    rates = [run[0] / run[1] for run in runs]
+    per_cpu = [run[0] / run[2] for run in runs]
     return {"tokens_per_s_median": round(statistics.median(rates), 2), "tokens_per_s": [round(r, 2) for r in rates],
             "tokens_per_cpu_s_median": round(statistics.median(per_cpu), 2),
-            "tokens_per_cpu_s": [round(r, 2) for r in per_cpu], "tokens": [t for t, _, _ in runs],
-            "seconds": [round(s, 3) for _, s, _ in runs], "cpu_seconds": [round(c, 3) for _, _, c in runs]}
+            "tokens_per_cpu_s": [round(r, 2) for r in per_cpu], "tokens": [run[0] for run in runs],
+            "seconds": [round(run[1], 3) for run in runs], "cpu_seconds": [round(run[2], 3) for run in runs]}
 
 
 def main() -> None:
@@ -129,7 +130,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--slot-mapping", default="single_step")
     parser.add_argument("--block-size", type=int, default=64)
-    parser.add_argument("--padding", default="capture")
+    parser.add_argument("--padding", default="none",
+                        help="default none: single_step with capture padding is the known stale-tail regression, "
+                             "whose answers depend on earlier steps")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
     workload = prompts()
@@ -138,10 +141,18 @@ def main() -> None:
     load = {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()],
             "cpus": os.cpu_count()}
     engine, server = summarize(engine_runs), summarize(server_runs)
+    from evals.engine.tokenizer import load_tokenizer
+
+    decode = load_tokenizer().decode
+    engine_texts = [decode(ids) for ids in engine_runs[-1][3]]
+    same = [sum(a == b for a, b in zip(engine_texts, run[3])) for run in server_runs]
+    server["answers_identical_to_engine_alone"] = same
     print(f"engine alone: {engine['tokens_per_s_median']} tokens/s {engine}")
     print(f"server, 32 concurrent clients: {server['tokens_per_s_median']} tokens/s {server}", flush=True)
     ratio = server["tokens_per_s_median"] / engine["tokens_per_s_median"]
     cpu_ratio = server["tokens_per_cpu_s_median"] / engine["tokens_per_cpu_s_median"]
+    print(f"answers identical to the engine-alone run's, per server run: {same} of {len(workload)} "
+          "(greedy answers depend on which requests share a step)")
     print(f"server / engine: {ratio:.1%} of tokens/s (goal: >= 90%), {cpu_ratio:.1%} of tokens per CPU-second; "
           f"load average {load}")
     if args.json:
