@@ -47,7 +47,9 @@ def comparable(result) -> dict:
 def test_sharing_identical_work_changes_nothing(tok, kw) -> None:
     shared, alone = e2e(tok, **kw), e2e(tok, independent=True, **kw)
     assert comparable(shared) == comparable(alone)
-    assert shared.forwards < alone.forwards == 3 * alone.steps
+    assert shared.forwards <= alone.forwards == 3 * alone.steps
+    if "padding" not in kw:  # under capture padding the zero-filled slot tail splits the runs from step 0
+        assert shared.forwards < alone.forwards
 
 
 def test_default_separates_the_v1_chunk_continuation(tok) -> None:

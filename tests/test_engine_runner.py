@@ -55,7 +55,7 @@ def test_every_step_is_a_valid_batch_state_with_the_same_step_inputs(padding: st
         inputs = record.batch.inputs
         state = BatchState.from_dict({k: inputs[k] for k in (
             "seq_lens_encoder", "seq_lens_decoder", "seq_lens_this_time", "block_tables", "block_size",
-            "padded_num_tokens", "max_num_batched_tokens")})  # validates: the suite's rules hold
+            "padded_num_tokens", "max_num_batched_tokens", "launch_num_tokens")})  # validates: the suite's rules hold
         expected = state.step_inputs()
         assert expected.keys() == inputs.keys()
         for key, value in expected.items():

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -12,8 +16,10 @@ from properties.profiles import REQUIRED
 from properties.scheduler import Scheduler
 from properties.strategies import SWEEP_BLOCK_SIZES, cases
 
-FAST = settings(max_examples=300, deadline=None, derandomize=True, database=None,
-                suppress_health_check=list(HealthCheck))
+# Parented on hypothesis' own defaults, so a profile another test loaded (phases, targeting) cannot change
+# which 300 examples are drawn: the reach assertions below depend on exactly these draws.
+FAST = settings(parent=settings.get_profile("default"), max_examples=300, deadline=None, derandomize=True,
+                database=None, suppress_health_check=list(HealthCheck))
 SINGLE_STEP_SCENARIOS = REQUIRED["ci"] - {"multi_step"}
 
 
@@ -33,8 +39,15 @@ def _sample(block_sizes: tuple[int, ...]) -> Counter:
 
 
 def test_default_strategy_makes_valid_states_and_reaches_every_scenario() -> None:
-    seen = _sample((64,))
-    missing = sorted(SINGLE_STEP_SCENARIOS - set(seen))
+    """Measured in a fresh interpreter: which 300 derandomised examples are drawn was seen to change with what
+    else the process had imported (after ``evals.engine.workload`` the rare >1024-request tier went unreached),
+    so the reach is taken in a process whose imports are this module's alone."""
+    code = ("import json; from tests.test_strategies_properties import _sample, SINGLE_STEP_SCENARIOS; "
+            "print(json.dumps(sorted(SINGLE_STEP_SCENARIOS - set(_sample((64,))))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    missing = json.loads(done.stdout.strip().splitlines()[-1])
     assert not missing, f"never generated: {missing}"
 
 

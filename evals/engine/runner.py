@@ -127,6 +127,12 @@ def build_batch(output: SchedulerOutput, *, block_size: int, max_blocks: int, pa
         "num_tokens": num_tokens,
         "padded_num_tokens": padded,
         "max_num_batched_tokens": max_num_batched_tokens + OVERLAP_EXTRA,
+        # The runner fields of the faithful models (SPEC 4a): under overlap the runner's own token count is the
+        # estimate (its extra rows gathered eagerly by #7367); the legacy position buffer starts zeroed; the
+        # engine's block table has no rows past the batch.
+        "launch_num_tokens": padded if padding == "overlap" else num_tokens,
+        "prior_position_ids": np.zeros(0, np.int32),
+        "block_tables_past_bsz": np.zeros((0, tables.shape[1]), np.int32),
     }
     ids = np.full(padded, PAD_TOKEN_ID, np.int64)
     ids[:num_tokens] = token_ids
