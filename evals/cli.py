@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.data import DATA_ENV, HUB_DATASET
+from validation.argtypes import positive_int
 
 EXAMPLES = """examples:
   dsa-validate ifeval score --responses responses.jsonl --data input_data.jsonl --json report.json
@@ -83,8 +84,8 @@ def _register_run(sub: Any) -> None:
     run.add_argument("--model", required=True, help="model name sent with each request")
     run.add_argument("--data", help=f"IFEval prompts (default: ${DATA_ENV}, else the hub's {HUB_DATASET})")
     run.add_argument("--out", required=True, metavar="RUNDIR", help="run folder (created)")
-    run.add_argument("--concurrency", type=_positive_int, default=32, help="requests in flight (default 32)")
-    run.add_argument("--max-tokens", type=_positive_int, help="max_tokens of each request")
+    run.add_argument("--concurrency", type=positive_int, default=32, help="requests in flight (default 32)")
+    run.add_argument("--max-tokens", type=positive_int, help="max_tokens of each request")
     run.add_argument("--temperature", type=float, default=0.0, help="default 0 (greedy)")
     run.add_argument("--seed", type=int, help="sampling seed sent with each request")
     run.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key")
@@ -96,14 +97,14 @@ def _register_run(sub: Any) -> None:
     run.add_argument("--system-prompt", metavar="TEXT", help="system message before each prompt (chat)")
     run.add_argument("--extra-body", type=_json_object, metavar="JSON",
                      help='extra request fields, e.g. \'{"chat_template_kwargs": {"enable_thinking": false}}\'')
-    run.add_argument("--limit", type=_positive_int, help="ask only the first N prompts")
+    run.add_argument("--limit", type=positive_int, help="ask only the first N prompts")
     run.add_argument("--resume", action="store_true", help="continue the run in RUNDIR, asking only what is missing")
     run.add_argument("--stream", action="store_true", help="stream each answer (SSE) instead of one response")
     run.add_argument("--timeout", type=float, default=600.0, help="seconds per request (default 600)")
-    run.add_argument("--max-attempts", type=_positive_int, default=6, help="attempts per prompt (default 6)")
+    run.add_argument("--max-attempts", type=positive_int, default=6, help="attempts per prompt (default 6)")
     run.add_argument("--retry-backoff", type=float, default=1.0,
                      help="first back-off in seconds, doubled per attempt, at most 30 (default 1)")
-    run.add_argument("--set-aside-after", type=_positive_int, default=5,
+    run.add_argument("--set-aside-after", type=positive_int, default=5,
                      help="consecutive failures after which a server is set aside (default 5)")
     run.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     run.set_defaults(func=_run_command, mode="chat")
@@ -123,20 +124,10 @@ def _register_compare(sub: Any) -> None:
     compare.add_argument("--alpha", type=float, default=0.05, help="1 - confidence of the intervals (default 0.05)")
     compare.add_argument("--expect-identical", action="store_true",
                          help="fail when any answer differs (greedy decoding of a bit-exact refactor)")
-    compare.add_argument("--resamples", type=_positive_int, default=2000, help="bootstrap resamples (default 2000)")
+    compare.add_argument("--resamples", type=positive_int, default=2000, help="bootstrap resamples (default 2000)")
     compare.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     compare.add_argument("--out", help="folder for report.md, chart.png, compare.json (default RUN_AFTER/compare)")
     compare.set_defaults(func=_compare_command)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _json_object(text: str) -> dict[str, Any]:

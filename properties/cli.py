@@ -18,7 +18,7 @@ from properties import profiles
 from properties.config import DEFAULT_OUT, PROPERTY_LAYERS, parse_block_sizes
 from properties.runner import FuzzResult, run_fuzz
 from validation import seam
-from validation.commands import positive_int
+from validation.argtypes import positive_int
 
 REGRESSIONS_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "regressions"
 

@@ -7,19 +7,9 @@ import json
 from typing import Any
 
 from validation import compare, seam
+from validation.argtypes import positive_int
 from validation.impls.paddle_paths import DEFAULT_NUM_LAYERS
 from validation.state import BatchState, load_steps
-
-
-def positive_int(text: str) -> int:
-    """argparse type for counts that must be >= 1 (a bad value is argparse's one-line error, exit 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def add_impl_options(parser: argparse.ArgumentParser) -> None:

@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Any
 
+from validation.argtypes import positive_int
 from validation.errors import InputError, MissingDependency
 
 EXAMPLES = """examples:
@@ -34,19 +35,19 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--slot-mapping", default="single_step",
                         help="slot-mapping implementation: a registry name, module:NAME or file.py:NAME "
                              "(default: single_step)")
-    parser.add_argument("--block-size", type=_positive("--block-size"), default=64, help="KV-cache block size (64)")
+    parser.add_argument("--block-size", type=positive_int, default=64, help="KV-cache block size (64)")
     parser.add_argument("--padding", choices=("none", "capture", "overlap"), default="capture",
                         help="step padding, as a CUDA-graph replay pads (default: capture)")
-    parser.add_argument("--top-k", type=_positive("--top-k"), default=None,
+    parser.add_argument("--top-k", type=positive_int, default=None,
                         help="tokens the lightning indexer keeps per query (default: the engine's)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default: 127.0.0.1; anything else is reachable from elsewhere)")
     parser.add_argument("--port", type=_port, default=8188, help="port (default: 8188; 0 picks a free one)")
     parser.add_argument("--api-key-env", metavar="VAR",
                         help="require 'Authorization: Bearer <key>', the key read from environment variable VAR")
-    parser.add_argument("--max-num-seqs", type=_positive("--max-num-seqs"), default=32,
+    parser.add_argument("--max-num-seqs", type=positive_int, default=32,
                         help="requests batched in one step (default: 32)")
-    parser.add_argument("--max-num-batched-tokens", type=_positive("--max-num-batched-tokens"), default=None,
+    parser.add_argument("--max-num-batched-tokens", type=positive_int, default=None,
                         help="tokens per step, prefill chunks included (default: the engine's)")
     parser.add_argument("--chunked-prefill", action=argparse.BooleanOptionalAction, default=True,
                         help="split long prefills over steps (default: on; off, answers stop depending on the batch "
@@ -55,18 +56,6 @@ def register(subparsers: Any) -> None:
                         help="start requests from cached full blocks they share (default: on)")
     parser.add_argument("--model-name", help="name to serve the model under (default: smollm2-135m-dsa-<slot-mapping>)")
     parser.set_defaults(func=_serve)
-
-
-def _positive(flag: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{flag} must be at least 1, got {value}")
-        return value
-    return parse
 
 
 def _port(text: str) -> int:

@@ -12,7 +12,7 @@ from typing import Any
 from validation import seam
 from validation.bench import report, traffic
 from validation.bench.shapes import DEFAULT_SHAPES, Shape, parse_shapes
-from validation.commands import positive_int
+from validation.argtypes import positive_int
 from validation.errors import InputError
 
 # Known paths first, in the order of their history; any other registered path (e.g. a proposed fix)
