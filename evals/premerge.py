@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from validation.errors import MissingDependency
 from validation.main_job import Part
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,18 +96,14 @@ def prompts_for(options: IFEvalOptions) -> tuple[list[Any], str]:
 
 def ifeval_part(options: IFEvalOptions) -> Part:
     """Step 5: ask both sides, then compare them with the gate and ``--expect-identical``."""
-    embedded = not (options.before_url or options.after_url)
-    if not embedded and not (options.before_url and options.after_url):
-        from validation.errors import InputError
+    import importlib.util
 
-        raise InputError("--before-url/--after-url", "give both, or neither for the embedded servers")
+    embedded = not options.before_url  # the main job has checked that both URLs, or neither, were given
     if embedded:
         reason = engine_missing()
         if reason:
             return Part.skipped("ifeval", reason)
     for module in ("httpx", "scipy", "matplotlib"):
-        import importlib.util
-
         if importlib.util.find_spec(module) is None:
             return Part.skipped("ifeval", f"{module} is not installed (extra 'runner')")
     started = time.monotonic()
@@ -117,7 +112,7 @@ def ifeval_part(options: IFEvalOptions) -> Part:
     try:
         if embedded:
             urls = [_start_embedded(options.baseline, servers), _start_embedded(options.candidate, servers)]
-            models = [s.config_model for s in servers]
+            models = [s.model for s in servers]
             max_tokens = options.max_tokens or EMBEDDED_MAX_TOKENS
         else:
             urls = [options.before_url, options.after_url]
@@ -148,28 +143,25 @@ def ifeval_part(options: IFEvalOptions) -> Part:
     return Part("ifeval", "held" if held else "FAILED", headline, lines, time.monotonic() - started)
 
 
+@dataclass(frozen=True)
 class _Embedded:
-    """One server of this package's engine on a free loopback port."""
+    """One server of this package's engine on a free loopback port, and the model name it serves."""
 
-    def __init__(self, slot_mapping: str) -> None:
-        from evals.engine.server import ServerConfig, start_in_thread
-
-        self.config = ServerConfig(slot_mapping=slot_mapping, block_size=64, padding="none", port=0,
-                                   engine_options=EMBEDDED_ENGINE)
-        self.running = start_in_thread(self.config)
-        self.config_model = self.config.served_model
-        self.stop = self.running.stop
+    base_url: str
+    model: str
+    stop: Any
 
 
-def _start_embedded(slot_mapping: str, servers: list[Any]) -> str:
+def _start_embedded(slot_mapping: str, servers: list[_Embedded]) -> str:
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # Paddle's CPU build runs one thread unless told
         os.environ.setdefault(name, str(os.cpu_count() or 1))
-    try:
-        server = _Embedded(slot_mapping)
-    except ImportError as exc:
-        raise MissingDependency(f"the embedded server needs {exc.name} ({ENGINE_HINT})") from None
-    servers.append(server)
-    return server.running.base_url
+    from evals.engine.server import ServerConfig, start_in_thread
+
+    config = ServerConfig(slot_mapping=slot_mapping, block_size=64, padding="none", port=0,
+                          engine_options=EMBEDDED_ENGINE)
+    running = start_in_thread(config)
+    servers.append(_Embedded(running.base_url, config.served_model, running.stop))
+    return running.base_url
 
 
 def _served_model(url: str, api_key_env: str | None) -> str:

@@ -146,3 +146,15 @@ def test_url_mode_reports_the_differences_a_seeded_bug_makes(servers, prompts, t
     assert summary["verdict"] == "FAILED" and summary["parts"][0]["status"] == "FAILED"
     compared = json.loads((tmp_path / "run" / "compare" / "compare.json").read_text())
     assert compared["differing_responses"] and not compared["gate"]["passed"]
+
+
+def test_embedded_servers_answer_identically_and_the_runs_are_kept(prompts, tmp_path) -> None:
+    """Step 5 on its defaults: two embedded servers (legacy, single_step) in the main job's own process."""
+    _engine_or_skip()
+    out = tmp_path / "run"
+    done = _run("run", "--parts", "ifeval", "--data", str(prompts), "--max-tokens", "8", "--out", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "embedded servers legacy -> single_step" in done.stdout and "6/6 responses identical" in done.stdout
+    for side in ("before", "after"):  # every answer kept where the user can compare it again
+        assert len((out / side / "responses.jsonl").read_text().splitlines()) == 6
+    assert (out / "compare" / "report.md").is_file()
