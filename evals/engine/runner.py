@@ -8,8 +8,11 @@ layer and consumer, the slots every launched row is written to. The implementati
 once per engine, so its persistent buffers live across steps as in FastDeploy's model runner.
 
 Launch sizes (``padding``): ``none`` launches the real token count; ``capture`` pads it to the next
-CUDA-graph capture size (powers of two up to the token budget, then the budget); ``overlap`` launches
-the overlap scheduler's estimate, modelled as the real count plus ``OVERLAP_EXTRA``. The persistent
+CUDA-graph capture size (powers of two up to the token budget, then the budget: a simplification of
+FastDeploy's configurable capture list, inferred, not read); ``overlap`` launches the overlap scheduler's
+estimate, modelled as the real count plus ``OVERLAP_EXTRA`` (the size of the over-estimate is inferred; that
+the extra rows carry batch id -1 and are gathered eagerly is read, SPEC 4a), given to the slot mapping as
+``launch_num_tokens``. The persistent
 buffers (``max_num_batched_tokens`` in the mapping) hold the budget plus that margin.
 """
 
