@@ -38,6 +38,7 @@ def test_states_part_prints_the_pr_table_and_holds() -> None:
     (["--parts", "states,bogus"], "--parts[1]"),
     (["--parts", "ifeval", "--before-url", "http://127.0.0.1:9/v1"], "--before-url/--after-url"),
     (["--parts", "ifeval", "--max-tokens", "0"], "--max-tokens"),
+    (["--data", "/nonexistent/prompts.jsonl"], "--data"),
 ])
 def test_bad_options_are_one_line_and_exit_2(argv: list[str], needle: str) -> None:
     done = _run("run", *argv)

@@ -156,6 +156,8 @@ def run_main_job(args: argparse.Namespace) -> int:
         raise InputError("--max-tokens", f"must be >= 1, got {args.max_tokens}")
     if bool(args.before_url) != bool(args.after_url):
         raise InputError("--before-url/--after-url", "give both, or neither for the embedded servers")
+    if "ifeval" in parts and args.data and not Path(args.data).is_file():  # before minutes of other parts, not after
+        raise InputError("--data", f"{args.data} is not a file")
     if args.out is None:
         args.out = Path(".dsa/run") / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     outcomes: list[Part] = []
