@@ -31,7 +31,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from evals import data, langid, scoring, text
+from evals.ifeval import data, langid, scoring, text
 
 FOREIGN = (
     "Der schnelle braune Fuchs springt über den faulen Hund und läuft dann weiter in den Wald.",

@@ -48,7 +48,7 @@ def measure(command: list[str], env: dict[str, str] | None = None) -> tuple[floa
 
 def response_sets(data_path: str, extra: list[str], folder: Path) -> dict[str, Path]:
     from bench_ifeval import synthetic_responses
-    from evals import data
+    from evals.ifeval import data
 
     prompts = data.load_prompts(data_path)
     sets = {"echo": [{"key": p.key, "response": p.prompt} for p in prompts],

@@ -14,7 +14,7 @@ import statistics
 import tempfile
 
 from properties import profiles
-from properties.runner import run_fuzz
+from properties.fuzz import run_fuzz
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from evals import data, runner  # noqa: E402
+from evals.ifeval import data, client as runner  # noqa: E402
 
 
 def _cpu() -> float:
@@ -41,7 +41,7 @@ def one_run(url: str, prompts: list[data.Prompt], concurrency: int, folder: Path
     settings = runner.Settings(base_urls=[url], model="bench", out=str(folder), concurrency=concurrency,
                                progress=False, timeout_s=60.0)
     key = runner.api_key(settings)
-    from evals.store import Store
+    from evals.ifeval.store import Store
     import asyncio
 
     store = Store(folder)

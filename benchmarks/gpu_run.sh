@@ -56,7 +56,7 @@ for pair in "legacy single_step 0 known" "legacy tail_reset 0 no-known" "single_
   set -- $pair
   python3 - "$1" "$2" "$4" "$out/fuzz_cuda.jsonl" <<'PY'
 import json, sys
-from properties.runner import run_fuzz
+from properties.fuzz import run_fuzz
 result = run_fuzz(sys.argv[1], sys.argv[2], profile="ci", backend="cuda", out_dir="/tmp/cx",
                   use_known=sys.argv[3] == "known")
 with open(sys.argv[4], "a") as fh:

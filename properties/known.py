@@ -9,12 +9,13 @@ reason and the evidence file) instead of failing, and the properties keep search
 
 from __future__ import annotations
 
+import fixtures
 import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-KNOWN_FILE = Path(__file__).resolve().parents[1] / "fixtures" / "known_findings.json"
+KNOWN_FILE = fixtures.ROOT / "known_findings.json"
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 from properties.collector import Collector
 from properties.config import FuzzConfig
 from properties.profiles import MACHINE
-from properties.scheduler import MAX_OVERLAP, PADDINGS, Scheduler, pad_tokens
+from properties.schedule_model import MAX_OVERLAP, PADDINGS, Scheduler, pad_tokens
 from properties.strategies import PRIOR_KINDS, Case, note, prior_positions
 from validation import compare
 from validation.seam import observe

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from properties import profiles
-from properties.runner import FuzzResult, run_fuzz
+from properties.fuzz import FuzzResult, run_fuzz
 from validation.impls import mutants
 
 RIGHT_BASELINE = "get_position_ids"

@@ -7,6 +7,7 @@ set it produced; the replay must reproduce that set, or a later candidate must h
 
 from __future__ import annotations
 
+import fixtures
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from properties.strategies import Case
 from validation.compare import Report
 from validation.limits import read_json
 
-REGRESSIONS = Path(__file__).resolve().parent.parent / "fixtures" / "regressions"
+REGRESSIONS = fixtures.ROOT / "regressions"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Every hypothesis strategy of the suite, in one place (tests never build inputs inline).
 
 A case is drawn as a handful of sizes and knobs plus one seed; the scheduler model
-(``properties.scheduler``) builds the whole batch from them, so every state is one a server could
+(``properties.schedule_model``) builds the whole batch from them, so every state is one a server could
 make and ``BatchState.validate()`` accepts it. Shrinking works on the sizes (fewer requests, shorter
 contexts, the plain block size, no padding), which is what makes a counterexample small.
 """
@@ -17,7 +17,7 @@ import numpy as np
 from hypothesis import event, target
 from hypothesis import strategies as st
 
-from properties.scheduler import (
+from properties.schedule_model import (
     INT32_MAX, LAUNCH_LIMIT, MAX_MODEL_LEN, MAX_OVERLAP, MAX_TABLE_CELLS, PADDINGS, PHASES, Scheduler, Step, state_tags,
 )
 from validation.state import MAX_NUM_SEQS, BatchState

@@ -1,6 +1,6 @@
 """A small OpenAI-compatible server on 127.0.0.1 that answers from fixtures and injects faults on demand.
 
-Test support for the IFEval runner (``evals/runner.py``): real HTTP on loopback, real sockets, so the
+Test support for the IFEval runner (``evals/ifeval/client.py``): real HTTP on loopback, real sockets, so the
 runner's client, retries and store are exercised end to end, never against a mocked client. Both
 ``/v1/chat/completions`` and ``/v1/completions``, streamed (SSE) or not, in the fields FastDeploy's
 server returns (``reasoning_content`` beside ``content``; ``finish_reason`` ``length`` when cut).

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from evals.data import sample_paths
+from evals.ifeval.data import sample_paths
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_INPUT, SAMPLE_RESPONSES = sample_paths()

@@ -100,7 +100,7 @@ def test_a_size_over_a_limit_names_the_field_and_the_limit(tmp_path) -> None:
 
 
 def test_the_limits_leave_room_for_every_state_a_server_makes() -> None:
-    from properties.scheduler import CAPTURE_SIZES, LAUNCH_LIMIT, MAX_MODEL_LEN, MAX_TABLE_CELLS
+    from properties.schedule_model import CAPTURE_SIZES, LAUNCH_LIMIT, MAX_MODEL_LEN, MAX_TABLE_CELLS
 
     assert limits.MAX_TOKENS >= MAX_MODEL_LEN and limits.MAX_TOKENS >= max(CAPTURE_SIZES)
     assert limits.MAX_REQUESTS > LAUNCH_LIMIT + 64  # the op-level over-launch-limit class stays reachable

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from support import requires_paddle
-from validation import cli, seam
-from validation.bench import report, shapes, traffic
+from validation.cli import entry as cli
+from validation import seam
+from validation.bench import timing_report as report, shapes, traffic
 from validation.impls import cuda_paths, paddle_paths
 
 SMALL = ["--layers", "1,3", "--shapes", "decode:4x1,decode:3x2,prefill:2x16", "--repeats", "2", "--warmup", "1"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from evals.engine.detokenize import IncrementalText
+from evals.serve.detokenize import IncrementalText
 
 
 def utf8(ids: list[int]) -> str:

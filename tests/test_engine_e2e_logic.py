@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from engine_fakes import FakeModel
-from evals.engine.e2e import E2EOptions, run_e2e
+from evals.e2e.e2e_options import E2EOptions
+from evals.e2e.harness import run_e2e
 from evals.engine.weights import INSTALL_HINT
 from validation.errors import InputError
 

@@ -10,7 +10,7 @@ import pytest
 
 from engine_fakes import FakeModel
 from evals.engine.engine import Engine, EngineConfig, QueueFull, SamplingParams
-from evals.engine.runner import OVERLAP_EXTRA, SlotMappingFailure, capture_sizes, launch_size
+from evals.engine.model_runner import OVERLAP_EXTRA, SlotMappingFailure, capture_sizes, launch_size
 from validation.state import BatchState
 
 

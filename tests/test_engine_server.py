@@ -45,7 +45,7 @@ def _weights_or_skip() -> None:
 def _start(model=None, **overrides):
     """A server on a free loopback port; ``model`` shares an already loaded model (the engine is new)."""
     from evals.engine.engine import Engine, EngineConfig
-    from evals.engine.server import ServerConfig, start_in_thread
+    from evals.serve.server import ServerConfig, start_in_thread
 
     _weights_or_skip()
     settings = dict(slot_mapping="single_step", block_size=16, padding="capture", port=0,
@@ -93,7 +93,7 @@ def test_models_lists_the_served_model_named_after_its_slot_mapping(server, mode
 
 
 def test_listens_on_loopback_only_by_default(server) -> None:
-    from evals.engine.server import ServerConfig, is_loopback
+    from evals.serve.server import ServerConfig, is_loopback
     from validation.cli import build_parser
 
     assert ServerConfig().host == "127.0.0.1"

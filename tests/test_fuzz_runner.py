@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from properties.regressions import all_regressions
-from properties.runner import run_fuzz
+from properties.fuzz import run_fuzz
 from tests.support import requires_paddle
 
 pytestmark = requires_paddle

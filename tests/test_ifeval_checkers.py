@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from evals.checkers import REGISTRY, build
+from evals.ifeval.checkers import REGISTRY, build
 from validation.errors import InputError
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from evals import compare
-from evals.cli import run_ifeval
+from evals.ifeval import comparison as compare
+from evals.ifeval.cli import run_ifeval
 from ifeval_support import REPO, SAMPLE_INPUT, real_data_path
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import validation.cli
-from evals import data
+from evals.ifeval import data
 from ifeval_support import SAMPLE_INPUT, SAMPLE_RESPONSES
 from validation.errors import InputError
 
@@ -53,8 +53,7 @@ def test_env_variable_supplies_the_data(monkeypatch: pytest.MonkeyPatch) -> None
 
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch) -> object:
-    """``validation.cli.main`` with only this job's subcommands, so other jobs' modules don't matter."""
-    monkeypatch.setattr(validation.cli, "COMMAND_MODULES", ("evals.cli",))
+    """``validation.cli.main``: an ``ifeval`` command loads only this job's subcommands."""
     return validation.cli.main
 
 

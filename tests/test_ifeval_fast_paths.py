@@ -16,7 +16,7 @@ import random
 
 import pytest
 
-from evals import data, langid, scoring, text
+from evals.ifeval import data, langid, scoring, text
 from ifeval_support import REPO, SAMPLE_RESPONSES, real_data_path
 
 EDGE_TEXTS = [

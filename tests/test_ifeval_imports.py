@@ -13,7 +13,7 @@ import sys
 from validation.cli import main
 code = main(["ifeval", "score", "--responses", sys.argv[1], "--data", sys.argv[2]])
 heavy = sorted(m for m in ("datasets", "pyarrow", "pandas", "scipy", "hypothesis", "paddle", "matplotlib", "httpx",
-                           "properties", "validation.commands") if m in sys.modules)
+                           "properties", "validation.cli.slot_commands") if m in sys.modules)
 print("HEAVY", heavy, code)
 """
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from evals import langid, langprofiles
+from evals.ifeval import langid, langprofiles
 
 
 def test_cache_equals_langdetects_own_profiles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

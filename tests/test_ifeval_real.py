@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from evals import data, langid, scoring
+from evals.ifeval import data, langid, scoring
 from ifeval_support import SAMPLE_RESPONSES, real_data_path
 
 

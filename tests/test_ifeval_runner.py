@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from evals import data, runner
+from evals.ifeval import data, client as runner
 from ifeval_server import FaultPlan, serve
 from ifeval_support import REPO, SAMPLE_INPUT, real_data_path
 from validation.errors import InputError

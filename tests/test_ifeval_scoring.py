@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from evals import data, scoring
-from evals.checkers import build
+from evals.ifeval import data, scoring
+from evals.ifeval.checkers import build
 from ifeval_support import SAMPLE_EXPECTED, SAMPLE_INPUT, SAMPLE_RESPONSES
 
 

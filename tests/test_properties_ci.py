@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from properties.runner import run_fuzz
+from properties.fuzz import run_fuzz
 from support import requires_paddle
 
 

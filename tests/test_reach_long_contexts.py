@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from properties.scheduler import MAX_TABLE_CELLS
+from properties.schedule_model import MAX_TABLE_CELLS
 from properties.strategies import Case, cases
 
 EXAMPLES = 150

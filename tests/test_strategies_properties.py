@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 
 from properties.examples import pinned_cases
 from properties.profiles import REQUIRED
-from properties.scheduler import Scheduler
+from properties.schedule_model import Scheduler
 from properties.strategies import SWEEP_BLOCK_SIZES, cases
 
 # Parented on hypothesis' own defaults, so a profile another test loaded (phases, targeting) cannot change
@@ -40,7 +40,7 @@ def _sample(block_sizes: tuple[int, ...]) -> Counter:
 
 def test_default_strategy_makes_valid_states_and_reaches_every_scenario() -> None:
     """Measured in a fresh interpreter: which 300 derandomised examples are drawn was seen to change with what
-    else the process had imported (after ``evals.engine.workload`` the rare >1024-request tier went unreached),
+    else the process had imported (after ``evals.e2e.workload`` the rare >1024-request tier went unreached),
     so the reach is taken in a process whose imports are this module's alone."""
     code = ("import json; from tests.test_strategies_properties import _sample, SINGLE_STEP_SCENARIOS; "
             "print(json.dumps(sorted(SINGLE_STEP_SCENARIOS - set(_sample((64,))))))")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from evals.engine.allocator import BlockAllocator
-from evals.engine.runner import PADDINGS, StepBatch, StepSlots, build_batch, compute_slots, forward
+from evals.engine.model_runner import PADDINGS, StepBatch, StepSlots, build_batch, compute_slots, forward
 from evals.engine.scheduler import Request, Scheduler, SchedulerOutput, Status
 from validation.errors import InputError
 

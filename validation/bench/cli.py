@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from validation import seam
-from validation.bench import report, traffic
+from validation.bench import timing_report as report, traffic
 from validation.bench.shapes import DEFAULT_SHAPES, Shape, parse_shapes
-from validation.argtypes import positive_int
+from validation.options import positive_int
 from validation.errors import InputError
 
 # Known paths first, in the order of their history; any other registered path (e.g. a proposed fix)

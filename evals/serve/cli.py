@@ -1,4 +1,4 @@
-"""``dsa-validate serve``: the engine behind an OpenAI-compatible HTTP server (see evals.engine.server).
+"""``dsa-validate serve``: the engine behind an OpenAI-compatible HTTP server (see evals.serve.server).
 
 Import-light: fastapi, uvicorn and paddle are imported only when the command runs.
 """
@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Any
 
-from validation.argtypes import positive_int
+from validation.options import positive_int
 from validation.errors import InputError, MissingDependency
 
 EXAMPLES = """examples:
@@ -80,7 +80,7 @@ def _serve(args: argparse.Namespace) -> int:
     for module, package in (("fastapi", "fastapi"), ("uvicorn", "uvicorn"), ("paddle", "paddlepaddle")):
         if importlib.util.find_spec(module) is None:
             raise MissingDependency(package, "serve" if module != "paddle" else "cpu", "dsa-validate serve")
-    from evals.engine.server import ServerConfig, is_loopback, serve_forever
+    from evals.serve.server import ServerConfig, is_loopback, serve_forever
 
     api_key = None
     if args.api_key_env:

@@ -17,7 +17,7 @@ import hashlib
 from dataclasses import replace
 from typing import Any
 
-from evals.engine.runner import SlotMappingFailure, StepBatch, StepSlots, forward
+from evals.engine.model_runner import SlotMappingFailure, StepBatch, StepSlots, forward
 
 
 class Lockstep:

@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from evals.store import Store, write_json_atomic
+from evals.ifeval.store import Store, write_json_atomic
 from validation.errors import InputError, MissingDependency
 
 RUN_JSON = "run.json"
@@ -141,10 +141,10 @@ def split_reasoning(content: str | None, reasoning: str | None) -> tuple[str, st
 def run(settings: Settings, prompts: list[Any] | None = None) -> dict[str, Any]:
     """Ask every prompt the store lacks, store each answer, score the store; returns the summary.
 
-    ``prompts``: already loaded ``evals.data.Prompt`` objects (else loaded from ``settings.data``).
+    ``prompts``: already loaded ``evals.ifeval.data.Prompt`` objects (else loaded from ``settings.data``).
     The summary holds the score report, the outcome counts and the run folder's paths.
     """
-    from evals import data
+    from evals.ifeval import data
 
     _check(settings)
     key = api_key(settings)
@@ -170,9 +170,9 @@ def run(settings: Settings, prompts: list[Any] | None = None) -> dict[str, Any]:
 
 def finish(folder: Path, prompts: list[Any], meta: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
     """Score the store's answers, write scores.json and the final run.json; return the summary."""
-    from evals import scoring
-    from evals.data import Responses
-    from evals.store import read_answers
+    from evals.ifeval import scoring
+    from evals.ifeval.data import Responses
+    from evals.ifeval.store import read_answers
 
     answers = read_answers(folder / "responses.jsonl").answers
     wanted = {p.key for p in prompts}

@@ -3,7 +3,7 @@
 Heavy modules (the scorer's NLTK and langdetect, httpx, scipy, matplotlib) are imported inside the
 command that needs them, so each subcommand's process pays only for its own. Also the entry point
 for the main job: ``run_ifeval`` scores, writes the JSON report and returns it, and with no data
-given anywhere the main job can pass the shipped sample (``evals.data.sample_paths``).
+given anywhere the main job can pass the shipped sample (``evals.ifeval.data.sample_paths``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from evals.data import DATA_ENV, HUB_DATASET
-from validation.argtypes import positive_int
+from evals.ifeval.data import DATA_ENV, HUB_DATASET
+from validation.options import positive_int
 
 EXAMPLES = """examples:
   dsa-validate ifeval score --responses responses.jsonl --data input_data.jsonl --json report.json
@@ -147,7 +147,7 @@ def run_ifeval(
     details_out: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Score ``responses`` against the prompts, write the requested files, return the report."""
-    from evals import data, scoring
+    from evals.ifeval import data, scoring
 
     prompts = data.load_prompts(data_path)
     report = scoring.score(prompts, data.load_responses(responses, prompts))
@@ -161,7 +161,7 @@ def run_ifeval(
 
 def format_table(report: dict[str, Any]) -> str:
     """The four metrics as a small table, plus what was missing or unknown."""
-    from evals import scoring
+    from evals.ifeval import scoring
 
     width = max(len(n) for n in scoring.METRIC_NAMES)
     rows = [f"{'metric':<{width}}  accuracy (%)", f"{'-' * width}  ------------"]
@@ -185,7 +185,7 @@ def _score_command(args: argparse.Namespace) -> int:
 
 
 def _run_command(args: argparse.Namespace) -> int:
-    from evals import runner
+    from evals.ifeval import client as runner
 
     settings = runner.Settings(
         base_urls=args.base_urls, model=args.model, out=args.out, data=args.data, mode=args.mode,
@@ -227,7 +227,7 @@ def format_run(summary: dict[str, Any]) -> str:
 
 
 def _compare_command(args: argparse.Namespace) -> int:
-    from evals import compare
+    from evals.ifeval import comparison as compare
 
     result = compare.compare_runs(args.before, args.after, margin=args.margin, alpha=args.alpha,
                                   expect_identical=args.expect_identical, resamples=args.resamples,

@@ -13,12 +13,12 @@ same in every run whatever the implementation under test does to the text.
 
 from __future__ import annotations
 
+import fixtures
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "ifeval" / "sample_input.jsonl"
+SAMPLE = fixtures.ROOT / "ifeval" / "sample_input.jsonl"
 
 # A shared preamble long enough to fill a whole 64-token block after the chat template's system turn.
 PREAMBLE = ("You are answering questions for a travel magazine read by families. Keep a warm tone, be "

@@ -17,9 +17,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evals import text
-from evals.checkers import Checker
-from evals.data import Prompt, Responses
+from evals.ifeval import text
+from evals.ifeval.checkers import Checker
+from evals.ifeval.data import Prompt, Responses
 
 METRIC_NAMES = (
     "Prompt-level-strict-accuracy",

@@ -1,35 +1,20 @@
 """``dsa-validate``: one console script, one subcommand per job.
 
-Each job lives in its own module and contributes its subparser through ``register(subparsers)``;
-this module only assembles them and owns the error contract: bad input is one line on stderr and
-exit code 2, never a traceback.
+Each package registers its own subcommands through ``register(subparsers)`` in its ``cli`` module; this module
+imports them statically and owns the error contract: bad input is one line on stderr and exit code 2, never a
+traceback. The imports sit inside ``_registrars`` so that ``dsa-validate ifeval ...`` loads only the IFEval
+scorer and client (no numpy, hypothesis or Paddle probes), which is what its whole-process timing measures.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from validation.errors import InputError, MissingDependency
 
-# Modules that each add one or more subcommands; imported lazily-light (no Paddle at import time).
-COMMAND_MODULES = (
-    "validation.commands",
-    "validation.main_job",
-    "evals.cli",
-    "properties.mutation_cli",
-    "properties.cli",
-    "evals.engine.serve_cli",
-    "evals.engine.e2e",
-    "validation.bench.cli",
-)
-
-# Commands whose module is known up front: ``dsa-validate ifeval ...`` imports only evals.cli, not every
-# module above (numpy, hypothesis, Paddle probes), so a scoring run pays only for what it uses. Every
-# other command, and ``--help``, still assembles the whole parser from COMMAND_MODULES.
-DIRECT_COMMANDS = {"ifeval": "evals.cli"}
+Registrar = Callable[[argparse._SubParsersAction], None]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,7 +24,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
+def _registrars(first: str | None) -> list[Registrar]:
+    """The registering functions of every package, or only IFEval's when the command is ``ifeval``."""
+    from evals.ifeval import cli as ifeval_cli
+
+    if first == "ifeval":
+        return [ifeval_cli.register]
+    from evals.e2e import cli as e2e_cli
+    from evals.serve import cli as serve_cli
+    from properties import cli as properties_cli
+    from validation.bench import cli as bench_cli
+    from validation.cli import main_job, slot_commands
+
+    return [slot_commands.register, main_job.register, ifeval_cli.register, properties_cli.register_mutants,
+            properties_cli.register, serve_cli.register, e2e_cli.register, bench_cli.register]
+
+
+def build_parser(first: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="dsa-validate",
         description="Validate FastDeploy's DSA slot mapping bit for bit, and score IFEval runs.",
@@ -49,20 +50,14 @@ def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentP
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name in modules:
-        importlib.import_module(name).register(sub)
+    for register in _registrars(first):
+        register(sub)
     return parser
-
-
-def _modules_for(argv: Sequence[str]) -> Sequence[str]:
-    """Only the module of a command named first (see DIRECT_COMMANDS), else all of them."""
-    module = DIRECT_COMMANDS.get(argv[0]) if argv else None
-    return (module,) if module in COMMAND_MODULES else COMMAND_MODULES
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(_modules_for(argv))
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
@@ -75,7 +70,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"dsa-validate {args.command}: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

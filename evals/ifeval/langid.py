@@ -31,7 +31,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from evals import langprofiles
+from evals.ifeval import langprofiles
 from validation.errors import MissingDependency
 
 _init_lock = threading.RLock()  # profiles() may load the factory while holding it

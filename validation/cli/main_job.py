@@ -10,8 +10,8 @@ Five parts, each of which must hold for exit 0:
    compared with ``--expect-identical``.
 Then one summary in the table form a PR carries, and a verdict. A part that could not run (a missing extra or
 weights package) is listed as skipped with its reason and the verdict says INCOMPLETE (exit 1), unless
-``--allow-skips``: a skip is never counted as a pass. Parts 4 and 5 live in ``evals.premerge`` and are
-imported only when they run, so the floor imports nothing above it.
+``--allow-skips``: a skip is never counted as a pass. The parts live in ``validation.cli.job_parts`` and
+``validation.cli.ifeval_part``; their heavy imports happen only when they run.
 """
 
 from __future__ import annotations
@@ -20,38 +20,19 @@ import argparse
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from validation import compare, seam
-from validation.commands import add_impl_options
+from validation.cli.ifeval_part import ifeval_part_from_args
+from validation.cli.job_parts import e2e_part, fuzz_part, mutants_part, states_part
+from validation.cli.part_outcome import Part
+from validation.cli.slot_commands import add_impl_options
 from validation.errors import InputError
-from validation.state import BatchState
+from validation.verdicts import JobVerdict, PartStatus
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 PARTS = ("states", "fuzz", "mutants", "e2e", "ifeval")
 TITLES = {"states": "shipped bug-class states", "fuzz": "property suite", "mutants": "mutation score",
           "e2e": "end to end (e2e)", "ifeval": "IFEval before/after"}
-
-
-@dataclass
-class Part:
-    """One part's outcome: ``held``, ``FAILED`` or ``skipped`` (with its reason), and what a reviewer reads."""
-
-    name: str
-    status: str
-    headline: str
-    lines: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @classmethod
-    def skipped(cls, name: str, reason: str) -> Part:
-        return cls(name, "skipped", reason)
-
-    def to_dict(self) -> dict[str, object]:
-        return {"part": self.name, "status": self.status, "headline": self.headline, "lines": self.lines,
-                "seconds": round(self.seconds, 1)}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -92,62 +73,8 @@ def selected_parts(text: str) -> list[str]:
     return [p for p in PARTS if p in names]
 
 
-def states_part(args: argparse.Namespace) -> Part:
-    """Triage every shipped state; one summary line each."""
-    base = seam.resolve(args.baseline, backend=args.backend, num_layers=args.layers, field_name="baseline")
-    cand = seam.resolve(args.candidate, backend=args.backend, num_layers=args.layers, field_name="candidate")
-    lines, worst, counts = [], 0, {"REGRESSION": 0, "SHARED-BUG": 0, "FIX": 0}
-    paths = sorted((FIXTURES / "states").glob("*.json"))
-    for path in paths:
-        report = compare.compare_state(BatchState.from_json(path), base, cand, args.layers)
-        lines.append(report.summary())
-        worst = max(worst, report.exit_code())
-        for verdict in counts:
-            counts[verdict] += report.counts[verdict]
-    head = f"{len(paths)} states, elements: " + ", ".join(f"{n} {v}" for v, n in counts.items())
-    return Part("states", "held" if worst == 0 else "FAILED", head, lines)
-
-
-def fuzz_part(args: argparse.Namespace) -> Part:
-    from properties.cli import render  # noqa: PLC0415 - the property suite loads hypothesis strategies
-    from properties.runner import run_fuzz  # noqa: PLC0415
-
-    result = run_fuzz(args.baseline, args.candidate, profile=args.profile, backend=args.backend,
-                      progress=lambda line: print(f"  {line}", flush=True), use_known=not args.no_known)
-    lines = render(result).splitlines()
-    head = f"profile {args.profile}: {result.examples} states, exit {result.exit_code}"
-    return Part("fuzz", "held" if result.exit_code == 0 else "FAILED", head, lines)
-
-
-def mutants_part(args: argparse.Namespace) -> Part:
-    from properties.mutation import catalogue_specs, run_mutants, score  # noqa: PLC0415
-    from properties.mutation_cli import render  # noqa: PLC0415
-
-    outcomes = run_mutants(catalogue_specs(), progress=lambda line: print(f"  {line}", flush=True),
-                           profile="ci", backend=args.backend, check_baseline=False)
-    summary = score(outcomes)
-    head = (f"{summary['killed']}/{summary['mutants']} seeded bugs killed, median "
-            f"{summary['median_examples_to_kill']} examples / {summary['median_seconds_to_kill']} s to the kill")
-    if summary["survivors"]:
-        head += f"; SURVIVED: {', '.join(summary['survivors'])}"
-    return Part("mutants", "FAILED" if summary["survivors"] else "held", head, render(outcomes, summary).splitlines())
-
-
-def e2e_part(args: argparse.Namespace) -> Part:
-    from evals.premerge import e2e_part as run  # noqa: PLC0415 - the engine needs Paddle and the weights
-
-    return run(args.baseline, args.candidate)
-
-
-def ifeval_part(args: argparse.Namespace) -> Part:
-    from evals.premerge import IFEvalOptions, ifeval_part as run  # noqa: PLC0415
-
-    return run(IFEvalOptions(args.baseline, args.candidate, args.out, args.before_url, args.after_url, args.model,
-                             args.api_key_env, args.full, args.max_tokens, data=args.data))
-
-
 RUNNERS: dict[str, Callable[[argparse.Namespace], Part]] = {
-    "states": states_part, "fuzz": fuzz_part, "mutants": mutants_part, "e2e": e2e_part, "ifeval": ifeval_part}
+    "states": states_part, "fuzz": fuzz_part, "mutants": mutants_part, "e2e": e2e_part, "ifeval": ifeval_part_from_args}
 
 
 def run_main_job(args: argparse.Namespace) -> int:
@@ -177,12 +104,12 @@ def run_main_job(args: argparse.Namespace) -> int:
     return verdict(outcomes, args.allow_skips)[1]
 
 
-def verdict(outcomes: list[Part], allow_skips: bool) -> tuple[str, int]:
-    if any(p.status == "FAILED" for p in outcomes):
-        return "FAILED", 1
-    if any(p.status == "skipped" for p in outcomes):
-        return ("PASSED with parts skipped", 0) if allow_skips else ("INCOMPLETE (a part was skipped)", 1)
-    return "PASSED", 0
+def verdict(outcomes: list[Part], allow_skips: bool) -> tuple[JobVerdict, int]:
+    if any(p.status == PartStatus.FAILED for p in outcomes):
+        return JobVerdict.FAILED, 1
+    if any(p.status == PartStatus.SKIPPED for p in outcomes):
+        return (JobVerdict.PASSED_WITH_SKIPS, 0) if allow_skips else (JobVerdict.INCOMPLETE, 1)
+    return JobVerdict.PASSED, 0
 
 
 def summary(outcomes: list[Part], args: argparse.Namespace) -> str:
@@ -191,7 +118,7 @@ def summary(outcomes: list[Part], args: argparse.Namespace) -> str:
             "| part | result | time | detail |", "|---|---|---:|---|"]
     for p in outcomes:
         rows.append(f"| {TITLES[p.name]} | {p.status} | {p.seconds:.0f} s | {p.headline} |")
-    ifeval = next((p for p in outcomes if p.name == "ifeval" and p.status != "skipped"), None)
+    ifeval = next((p for p in outcomes if p.name == "ifeval" and p.status != PartStatus.SKIPPED), None)
     if ifeval:
         rows += ["", "IFEval (Before = baseline, After = candidate):", ""]
         rows += [line for line in ifeval.lines if line.startswith("|")]

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from evals import text
+from evals.ifeval import text
 from validation.errors import InputError
 
 LESS_THAN, AT_LEAST = "less than", "at least"

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from evals.store import read_answers
+from evals.ifeval.store import read_answers
 from validation.errors import InputError, MissingDependency
 
 METRICS = (
@@ -75,7 +75,7 @@ def compare_runs(before: str | Path, after: str | Path, *, margin: float = 1.0, 
     result["gate"] = gate(result, margin, expect_identical)
     folder = Path(out) if out else Path(after) / "compare"
     folder.mkdir(parents=True, exist_ok=True)
-    from evals import report
+    from evals.ifeval import comparison_report as report
 
     result["files"] = {"report": str(folder / "report.md"), "chart": str(folder / "chart.png"),
                        "json": str(folder / "compare.json")}
@@ -211,7 +211,7 @@ def _changed(result: dict[str, Any], key: int) -> bool:
 
 def format_summary(result: dict[str, Any]) -> str:
     """The comparison table, identical answers, the gate and where the files went (for the terminal)."""
-    from evals import report
+    from evals.ifeval import comparison_report as report
 
     lines = [report.table(result), "",
              f"identical responses: {result['identical_responses']} of {result['prompts']}"]

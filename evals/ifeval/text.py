@@ -275,7 +275,7 @@ def detect_language(text: str) -> str | None:
 
 def prefetch_languages(texts: Any) -> None:
     """Detect the languages of ``texts`` not yet memoised, all in one batch (much cheaper than one by one)."""
-    from evals import langid
+    from evals.ifeval import langid
 
     todo = [t for t in dict.fromkeys(texts) if t not in _languages]
     if not todo:
@@ -295,7 +295,7 @@ def languages_in_background(texts: Any) -> Iterator[None]:
     ``DSA_IFEVAL_FORK=0`` turns the fork off, ``=1`` forces it where possible. The answers are the same
     either way; on a loaded machine the child would only compete for the same core.
     """
-    from evals import langid
+    from evals.ifeval import langid
 
     todo = [t for t in dict.fromkeys(texts) if t not in _languages]
     if len(todo) < _FORK_MIN or not _fork_pays():
@@ -350,7 +350,7 @@ detect_language.cache_clear = _languages.clear  # type: ignore[attr-defined]  # 
 
 def clear_memos() -> None:
     """Forget every per-text result (for cold-cache benchmarks); loaded models and profiles stay."""
-    from evals import langid
+    from evals.ifeval import langid
 
     for fn in (count_words, sentences, count_sentences, max_sentences, _treebank, word_tokens, detect_language,
                _sentence_capitals, count_capital_words):

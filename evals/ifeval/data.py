@@ -11,6 +11,7 @@ Responses are JSONL lines ``{"key" or "prompt", "response"}`` (the reference's o
 
 from __future__ import annotations
 
+import fixtures
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -18,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evals import jsonl
-from evals.checkers import REGISTRY, Checker, build
+from evals.ifeval import jsonl
+from evals.ifeval.checkers import REGISTRY, Checker, build
 from validation.errors import InputError, MissingDependency
 
 DATA_ENV = "DSA_IFEVAL_DATA"
@@ -27,7 +28,7 @@ HUB_DATASET = "google/IFEval"
 HOW_TO_GET = (f"no IFEval prompts: pass --data PATH (jsonl or parquet, e.g. google-research's "
               f"instruction_following_eval/data/input_data.jsonl), set {DATA_ENV}, or run online to use "
               f"the hub's {HUB_DATASET}")
-SAMPLE_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "ifeval"
+SAMPLE_DIR = fixtures.ROOT / "ifeval"
 
 
 @dataclass(frozen=True)

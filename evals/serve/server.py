@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from evals.engine.engine_thread import Delta, EngineThread, Failure, RequestHandle
+from evals.serve.engine_thread import Delta, EngineThread, Failure, RequestHandle
 from validation.errors import InputError
 
 DISCONNECT_POLL_S = 0.2  # how often a non-streaming request checks that its client is still there
@@ -133,7 +133,7 @@ def create_app(config: ServerConfig, engine: Any, tokenizer: Any) -> Any:
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from evals.engine.engine import QueueFull
-    from evals.engine.openai_protocol import (ChatCompletionRequest, CompletionRequest, describe_validation_errors,
+    from evals.serve.openai_protocol import (ChatCompletionRequest, CompletionRequest, describe_validation_errors,
                                               error_body)
 
     model_name = config.served_model

