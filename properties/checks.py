@@ -7,7 +7,6 @@ triage (baseline = the configured baseline, truth = the oracle) rather than just
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -210,8 +209,3 @@ def _fingerprint(obs: Observation) -> tuple[Any, ...]:
 
     layers = tuple(tuple(arr(layer[c]) for c in CONSUMERS) for layer in obs.layers)
     return obs.error, arr(obs.position_ids), layers, tuple(obs.hazards)
-
-
-def verdict_counts(report: Report) -> Mapping[str, int]:
-    """Non-OK verdict counts of a report (what a regression file records)."""
-    return Counter({v: c for v, c in report.counts.items() if v != OK and c})

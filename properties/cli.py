@@ -24,7 +24,7 @@ from properties.mutation import RIGHT_BASELINE, MutantOutcome, catalogue_specs, 
 from validation import seam
 from validation.errors import InputError
 from validation.impls import mutants
-from validation.options import positive_int
+from validation.options import add_backend, add_layers, add_sides, positive_int
 
 REGRESSIONS_DIR = fixtures.ROOT / "regressions"
 
@@ -38,9 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "examples:\n  dsa-validate fuzz --profile ci\n"
         "  dsa-validate fuzz --baseline oracle --candidate chunked_fix --block-sizes 16,64,128\n"
         "  dsa-validate fuzz --sweep-block-sizes --profile nightly --save-regressions")
-    fuzz.add_argument("--baseline", default="legacy", help="reference side (default: legacy; oracle checks against the truth)")
-    fuzz.add_argument("--candidate", default="single_step",
-                      help="side under test: registry name, module:NAME or path/file.py:NAME (default: single_step)")
+    add_sides(fuzz, baseline_note="; oracle checks against the truth")
     sizes = fuzz.add_mutually_exclusive_group()
     sizes.add_argument("--block-sizes", default="64", metavar="N,N,...", help="block sizes to draw from (default: 64)")
     sizes.add_argument("--sweep-block-sizes", action="store_true", help="draw block sizes from 1,16,32,48,64,100,128,256")
@@ -58,9 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     fuzz.add_argument("--save-regressions", action="store_true",
                       help="also copy each failure's minimal state into fixtures/regressions/")
     fuzz.add_argument("--json", action="store_true", help="print the result as JSON instead of text")
-    fuzz.add_argument("--backend", choices=seam.BACKENDS, default="paddle", help="backend of the built-in paths")
-    fuzz.add_argument("--layers", type=positive_int, default=PROPERTY_LAYERS, metavar="N",
-                      help=f"decoder layers to model and compare (default: {PROPERTY_LAYERS})")
+    add_backend(fuzz)
+    add_layers(fuzz, PROPERTY_LAYERS)
     fuzz.set_defaults(func=run)
 
 
@@ -143,7 +140,7 @@ def register_mutants(sub: argparse._SubParsersAction) -> None:
     cmd.add_argument("--candidate", action="append", default=[], metavar="SPEC",
                      help="an outside mutant (module:NAME or path/file.py:NAME); repeatable; replaces the catalogue")
     cmd.add_argument("--block-sizes", default="64", metavar="N,N,...", help="block sizes of the single-state layer")
-    cmd.add_argument("--backend", choices=seam.BACKENDS, default="paddle", help="backend of the built-in baselines")
+    add_backend(cmd)
     cmd.add_argument("--no-baseline", action="store_true", help="skip the second run against the right baseline")
     cmd.add_argument("--json", type=Path, metavar="FILE", help="also write the outcomes and the score as JSON")
     cmd.set_defaults(func=run_mutants_command)

@@ -22,6 +22,7 @@ from properties.config import DEFAULT_OUT, PROPERTY_LAYERS, FuzzConfig
 from properties.strategies import DEFAULT_BLOCK_SIZES, SWEEP_BLOCK_SIZES
 from properties.suite import build_property
 from validation.compare import REGRESSION
+from validation.verdicts import Verdict
 from validation.errors import InputError
 
 Progress = Callable[[str], None]
@@ -172,5 +173,5 @@ def _progress_line(stats: PropertyStats) -> str:
 
 
 def _group_order(group: Group) -> tuple[int, str]:
-    order = {REGRESSION: 0, "SHARED-BUG": 1, "FIX": 2}
+    order = {v: i for i, v in enumerate(Verdict.worst_first()[:3])}
     return order.get(group.verdict, 3), group.scenario

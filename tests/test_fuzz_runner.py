@@ -11,7 +11,7 @@ from properties.fuzz import run_fuzz
 from tests.support import requires_paddle
 
 pytestmark = requires_paddle
-FAULTY = f"{Path(__file__).resolve().parent / 'test_fuzz_faulty_impls.py'}"
+FAULTY = f"{Path(__file__).resolve().parent / 'faulty_impls.py'}"
 
 
 def test_oracle_baseline_catches_the_chunked_prefill_bug(tmp_path: Path) -> None:

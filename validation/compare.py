@@ -26,9 +26,10 @@ from validation import causes
 from validation.oracle import Truth, truth
 from validation.seam import CONSUMERS, Implementation, Observation, observe
 from validation.state import BatchState
+from validation.verdicts import Verdict
 
-OK, FIX, REGRESSION, SHARED_BUG = "OK", "FIX", "REGRESSION", "SHARED-BUG"
-VERDICTS = (REGRESSION, SHARED_BUG, FIX, OK)
+OK, FIX, REGRESSION, SHARED_BUG = Verdict.OK, Verdict.FIX, Verdict.REGRESSION, Verdict.SHARED_BUG
+VERDICTS = Verdict.worst_first()
 SLOT_DTYPE = np.dtype(np.int64)
 POSITION_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 MISSING = "missing"  # an element past the end of a too-short array: the consumer reads out of bounds

@@ -4,9 +4,9 @@ Paddle-GPU cannot run where the GPU is, so the two backends never share a proces
 records, per state of a shared corpus and per code path, a digest of every byte every consumer
 reads (dtype, shape, values, hazards, failure kind); the digests are compared afterwards. Each
 path runs twice over the corpus: a fresh instance per state, and one instance across all states
-in order (persistent buffers and their stale tails included).
+in order (persistent buffers and their stale tails included). The corpus itself is drawn by the property
+suite's strategies (``python -m properties.corpus``); this module only reads it, digests and compares.
 
-    python -m validation.cross_backend corpus --count 400 --out fixtures/corpus/states.jsonl.gz
     python -m validation.cross_backend record --backend paddle --corpus fixtures/corpus/states.jsonl.gz --out paddle.jsonl
     python -m validation.cross_backend compare paddle.jsonl cuda.jsonl
 """
@@ -30,8 +30,6 @@ PATHS = ("legacy", "single_step", "chunked_fix", "get_position_ids", "fused", "t
 LAYERS = 2
 # Every corpus state gets this buffer size, so one instance can run the whole corpus in order.
 SHARED_BUFFER = 1 << 16
-# Corpus states stay small (the corpus travels to the GPU box with the tree): at most this many table cells.
-CORPUS_MAX_CELLS = 4096
 
 
 def digest(obs: seam.Observation) -> str:
@@ -54,33 +52,6 @@ def read_corpus(path: Path) -> Iterator[BatchState]:
     with gzip.open(path, "rt") as fh:
         for line in fh:
             yield BatchState.from_dict(json.loads(line))
-
-
-def make_corpus(count: int, out: Path) -> int:
-    """Draw ``count`` realistic states from the property suite's strategy (derandomised), half at
-    block size 64, half swept over the sweep sizes, each with the shared buffer size."""
-    from hypothesis import HealthCheck, assume, given, settings  # noqa: PLC0415 - only for making a corpus
-
-    from properties.strategies import SWEEP_BLOCK_SIZES, cases  # noqa: PLC0415
-
-    states: list[dict] = []
-    for sizes in ((64,), SWEEP_BLOCK_SIZES):
-        @settings(max_examples=count // 2, derandomize=True, database=None, deadline=None,
-                  suppress_health_check=list(HealthCheck))
-        @given(cases(sizes))
-        def collect(case) -> None:
-            cells = case.state.block_tables.size + case.state.past_rows.size
-            assume(cells <= CORPUS_MAX_CELLS)
-            data = case.state.to_dict()
-            data["max_num_batched_tokens"] = max(SHARED_BUFFER, data["max_num_batched_tokens"])
-            states.append(data)
-
-        collect()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(out, "wt") as fh:
-        for data in states:
-            fh.write(json.dumps(data, separators=(",", ":")) + "\n")
-    return len(states)
 
 
 def record(backend: str, corpus: Path, out: Path) -> int:
@@ -112,9 +83,6 @@ def compare(a: Path, b: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m validation.cross_backend", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("corpus")
-    c.add_argument("--count", type=int, default=400)
-    c.add_argument("--out", type=Path, required=True)
     r = sub.add_parser("record")
     r.add_argument("--backend", choices=seam.BACKENDS, required=True)
     r.add_argument("--corpus", type=Path, required=True)
@@ -123,9 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("a", type=Path)
     m.add_argument("b", type=Path)
     args = parser.parse_args(argv)
-    if args.command == "corpus":
-        print(f"{make_corpus(args.count, args.out)} states written to {args.out}")
-    elif args.command == "record":
+    if args.command == "record":
         print(f"{record(args.backend, args.corpus, args.out)} states digested with {args.backend} into {args.out}")
     else:
         diffs = compare(args.a, args.b)

@@ -1,11 +1,16 @@
-"""argparse value types shared by every subcommand (stdlib only, so the lightest command can import it).
+"""Command-line options and value types shared by every subcommand, defined once.
 
-A bad value becomes argparse's own one-line error naming the option, with exit 2.
+Stdlib only at import time, so the lightest command (``dsa-validate ifeval score``) can import it. A bad value
+becomes argparse's own one-line error naming the option, with exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
+
+DEFAULT_BASELINE = "legacy"
+DEFAULT_CANDIDATE = "single_step"
+SPEC_FORMS = "registry name, module:NAME or path/file.py:NAME"
 
 
 def positive_int(text: str) -> int:
@@ -17,3 +22,26 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def add_sides(parser: argparse.ArgumentParser, *, baseline_note: str = "") -> None:
+    """``--baseline`` and ``--candidate``: the two implementations a command compares."""
+    parser.add_argument("--baseline", default=DEFAULT_BASELINE,
+                        help=f"reference side (default: {DEFAULT_BASELINE}{baseline_note})")
+    parser.add_argument("--candidate", default=DEFAULT_CANDIDATE,
+                        help=f"side under test: {SPEC_FORMS} (default: {DEFAULT_CANDIDATE})")
+
+
+def add_backend(parser: argparse.ArgumentParser, *, default: str = "paddle", help_text: str | None = None) -> None:
+    """``--backend``: where the built-in paths run (Paddle, or CUDA kernels through CuPy)."""
+    from validation.seam import BACKENDS
+
+    parser.add_argument("--backend", choices=BACKENDS, default=default,
+                        help=help_text or f"run built-in paths on Paddle (its current device) or as CUDA kernels via "
+                        f"CuPy (default: {default})")
+
+
+def add_layers(parser: argparse.ArgumentParser, default: int) -> None:
+    """``--layers``: how many decoder layers the per-layer paths model and compare."""
+    parser.add_argument("--layers", type=positive_int, default=default, metavar="N",
+                        help=f"decoder layers to model and compare (default: {default})")

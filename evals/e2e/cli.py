@@ -22,8 +22,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from evals.e2e.e2e_options import DEFAULT_BASELINE, DEFAULT_CANDIDATE, DEFAULT_TOP_K, E2EOptions
+from evals.e2e.e2e_options import DEFAULT_TOP_K, E2EOptions
 from evals.e2e.harness import run_e2e
+from validation.options import add_backend, add_sides
 
 
 def register(subparsers: Any) -> None:
@@ -38,15 +39,14 @@ def register(subparsers: Any) -> None:
         "examples:\n  dsa-validate e2e\n  dsa-validate e2e --candidate chunked_fix\n"
         "  dsa-validate e2e --block-size 16 --top-k 8\n  dsa-validate e2e --padding capture --json e2e.json\n"
         "  dsa-validate e2e --baseline oracle --candidate path/to/mine.py:MySlots")
-    cmd.add_argument("--baseline", default=DEFAULT_BASELINE, help=f"reference side (default: {DEFAULT_BASELINE})")
-    cmd.add_argument("--candidate", default=DEFAULT_CANDIDATE, help=f"side under test (default: {DEFAULT_CANDIDATE})")
+    add_sides(cmd)
     cmd.add_argument("--block-size", type=int, default=64, help="KV cache block size (default: 64)")
     cmd.add_argument("--padding", choices=PADDINGS, default="none",
                      help="launch padding: none, capture (CUDA-graph sizes), overlap (estimate above the count)")
     cmd.add_argument("--top-k", type=int, default=DEFAULT_TOP_K,
                      help=f"tokens the indexer keeps per query (default: {DEFAULT_TOP_K}; large = dense)")
     cmd.add_argument("--requests", type=int, default=None, help=f"the first N requests of the workload (1-{len(PLAN)})")
-    cmd.add_argument("--backend", choices=("paddle", "cuda"), default="paddle", help="backend of the built-in paths")
+    add_backend(cmd)
     cmd.add_argument("--independent", action="store_true",
                      help="compute all three runs in full (default: runs that are identical so far share a forward)")
     cmd.add_argument("--json", type=Path, metavar="FILE", help="also write the machine-readable report here")

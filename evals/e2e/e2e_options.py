@@ -9,17 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from validation.errors import InputError
+from validation.options import DEFAULT_BASELINE, DEFAULT_CANDIDATE
 
-DEFAULT_BASELINE = "legacy"
-DEFAULT_CANDIDATE = "single_step"
 DEFAULT_TOP_K = 32
 POOL_TOKENS = 320  # the block pool: small, so the workload preempts
 MAX_NUM_SEQS = 4
 MAX_NUM_BATCHED_TOKENS = 64
 LEGACY_INDEXER_BLOCK = 64  # the legacy indexer addresses the cache with 64-token blocks whatever the config
 MAX_BLOCK_SIZE = 256
-SCHEDULE_FIELDS = ("seq_lens_encoder", "seq_lens_decoder", "seq_lens_this_time", "block_tables", "block_size",
-                   "padded_num_tokens", "max_num_batched_tokens")
 
 
 

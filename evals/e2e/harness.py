@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from evals.e2e.e2e_options import (LEGACY_INDEXER_BLOCK, MAX_NUM_BATCHED_TOKENS, MAX_NUM_SEQS, POOL_TOKENS,
-                                   SCHEDULE_FIELDS, E2EOptions, check_options)
+                                   E2EOptions, check_options)
 from evals.e2e.e2e_result import E2EResult
 from validation.verdicts import Verdict
 
@@ -126,7 +126,6 @@ def _compare_step(result: E2EResult, step: int, records: list[Any], sides: list[
     """Triage one step; return whether it showed a REGRESSION in the slots."""
     from validation.compare import classify, triage
     from validation.oracle import truth
-    from validation.state import BatchState
 
     rec_o, rec_b, rec_c = records
     signature = [(s.row, s.request.request_id, s.num_tokens) for s in rec_o.output.scheduled]
@@ -134,7 +133,7 @@ def _compare_step(result: E2EResult, step: int, records: list[Any], sides: list[
         if [(s.row, s.request.request_id, s.num_tokens) for s in rec.output.scheduled] != signature:
             raise RuntimeError(f"step {step}: the runs scheduled differently; the e2e comparison needs one schedule")
     inputs = rec_o.batch.inputs
-    state = BatchState.from_dict({k: inputs[k] for k in SCHEDULE_FIELDS})  # the engine's state obeys the rules
+    state = rec_o.batch.state
     expected = truth(state)
     report = triage(state, rec_b.slots.observation, rec_c.slots.observation, "baseline", "candidate", num_layers,
                     expected=expected, max_per_group=8)

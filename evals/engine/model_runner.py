@@ -25,6 +25,7 @@ import numpy as np
 
 from evals.engine.scheduler import SchedulerOutput
 from validation.seam import Observation, StepFn, observe
+from validation.state import BatchState
 
 PADDINGS = ("none", "capture", "overlap")
 OVERLAP_EXTRA = 2
@@ -57,9 +58,11 @@ def launch_size(num_tokens: int, padding: str, max_tokens: int) -> int:
 
 @dataclass
 class StepBatch:
-    """One step's inputs: the seam's mapping and the model's token arrays (all numpy)."""
+    """One step's inputs: the batch state (whose ``step_inputs()`` the seam hands an implementation) and the
+    model's token arrays (all numpy)."""
 
-    inputs: dict[str, Any]  # the seam's step-input mapping
+    state: BatchState  # the step as the suite's one batch-state type: what the seam and the triage read
+    inputs: dict[str, Any]  # ``state.step_inputs()``, built once
     token_ids: np.ndarray  # int64 [padded]
     token_request: np.ndarray  # int32 [num_tokens]: row of each real token
     token_context: np.ndarray  # int32 [num_tokens]: cache entries each real token may see
@@ -118,28 +121,17 @@ def build_batch(output: SchedulerOutput, *, block_size: int, max_blocks: int, pa
     within = np.arange(num_tokens, dtype=np.int32) - np.repeat(np.cumsum(this) - this, this).astype(np.int32)
     cu = np.zeros(bsz + 1, np.int32)
     np.cumsum(this, out=cu[1:])
-    batch_id = np.concatenate([token_request, np.full(padded - num_tokens, -1, np.int32)])
-    inputs = {
-        "seq_lens_encoder": enc,
-        "seq_lens_decoder": dec,
-        "seq_lens_this_time": this,
-        "block_tables": tables,
-        "block_size": block_size,
-        "batch_id_per_token": batch_id,
-        "cu_seqlens_q": cu,
-        "num_tokens": num_tokens,
-        "padded_num_tokens": padded,
-        "max_num_batched_tokens": max_num_batched_tokens + OVERLAP_EXTRA,
-        # The runner fields of the faithful models (SPEC 4a): under overlap the runner's own token count is the
-        # estimate (its extra rows gathered eagerly by #7367); the legacy position buffer starts zeroed; the
-        # engine's block table has no rows past the batch.
-        "launch_num_tokens": padded if padding == "overlap" else num_tokens,
-        "prior_position_ids": np.zeros(0, np.int32),
-        "block_tables_past_bsz": np.zeros((0, tables.shape[1]), np.int32),
-    }
+    # The runner fields of the faithful models (SPEC 4a): under overlap the runner's own token count is the
+    # estimate (its extra rows gathered eagerly by #7367); the legacy position buffer starts zeroed (None); the
+    # engine's block table has no rows past the batch (None).
+    state = BatchState(seq_lens_encoder=enc, seq_lens_decoder=dec, seq_lens_this_time=this, block_tables=tables,
+                       block_size=block_size, padded_num_tokens=padded,
+                       max_num_batched_tokens=max_num_batched_tokens + OVERLAP_EXTRA,
+                       launch_num_tokens=padded if padding == "overlap" else None)
     ids = np.full(padded, PAD_TOKEN_ID, np.int64)
     ids[:num_tokens] = token_ids
-    return StepBatch(inputs, ids, token_request, starts + within + 1, np.asarray(logits_rows, np.int64),
+    return StepBatch(state, state.step_inputs(), ids, token_request, starts + within + 1,
+                     np.asarray(logits_rows, np.int64),
                      logits_requests, rows)
 
 

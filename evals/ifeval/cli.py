@@ -185,9 +185,9 @@ def _score_command(args: argparse.Namespace) -> int:
 
 
 def _run_command(args: argparse.Namespace) -> int:
-    from evals.ifeval import client as runner
+    from evals.ifeval import client
 
-    settings = runner.Settings(
+    settings = client.Settings(
         base_urls=args.base_urls, model=args.model, out=args.out, data=args.data, mode=args.mode,
         concurrency=args.concurrency, max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed,
         api_key_env=args.api_key_env, system_prompt=args.system_prompt, extra_body=args.extra_body,
@@ -195,7 +195,7 @@ def _run_command(args: argparse.Namespace) -> int:
         max_attempts=args.max_attempts, backoff_s=args.retry_backoff, set_aside_after=args.set_aside_after,
         progress=args.progress,
     )
-    summary = runner.run(settings)
+    summary = client.run(settings)
     print(format_run(summary))
     return 1 if summary["missing"] else 0
 
@@ -227,10 +227,10 @@ def format_run(summary: dict[str, Any]) -> str:
 
 
 def _compare_command(args: argparse.Namespace) -> int:
-    from evals.ifeval import comparison as compare
+    from evals.ifeval import comparison
 
-    result = compare.compare_runs(args.before, args.after, margin=args.margin, alpha=args.alpha,
+    result = comparison.compare_runs(args.before, args.after, margin=args.margin, alpha=args.alpha,
                                   expect_identical=args.expect_identical, resamples=args.resamples,
                                   seed=args.seed, out=args.out)
-    print(compare.format_summary(result))
+    print(comparison.format_summary(result))
     return 0 if result["gate"]["passed"] else 1

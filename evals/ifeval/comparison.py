@@ -75,12 +75,12 @@ def compare_runs(before: str | Path, after: str | Path, *, margin: float = 1.0, 
     result["gate"] = gate(result, margin, expect_identical)
     folder = Path(out) if out else Path(after) / "compare"
     folder.mkdir(parents=True, exist_ok=True)
-    from evals.ifeval import comparison_report as report
+    from evals.ifeval import comparison_report
 
     result["files"] = {"report": str(folder / "report.md"), "chart": str(folder / "chart.png"),
                        "json": str(folder / "compare.json")}
-    report.write_chart(result, folder / "chart.png")
-    (folder / "report.md").write_text(report.markdown(result), encoding="utf-8")
+    comparison_report.write_chart(result, folder / "chart.png")
+    (folder / "report.md").write_text(comparison_report.markdown(result), encoding="utf-8")
     (folder / "compare.json").write_text(json.dumps(result, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
                                          encoding="utf-8")
     return result
@@ -211,11 +211,11 @@ def _changed(result: dict[str, Any], key: int) -> bool:
 
 def format_summary(result: dict[str, Any]) -> str:
     """The comparison table, identical answers, the gate and where the files went (for the terminal)."""
-    from evals.ifeval import comparison_report as report
+    from evals.ifeval import comparison_report
 
-    lines = [report.table(result), "",
+    lines = [comparison_report.table(result), "",
              f"identical responses: {result['identical_responses']} of {result['prompts']}"]
-    lines += report.unanswered_lines(result)
+    lines += comparison_report.unanswered_lines(result)
     if result["settings"]["expect_identical"] and result["differing_responses"]:
         shown = result["differing_responses"][:30]
         lines.append("differing responses, keys: " + ", ".join(map(str, shown))

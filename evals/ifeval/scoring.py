@@ -79,11 +79,6 @@ def follows_loose(checker: Checker, variants: Iterable[str]) -> bool:
     return any(v.strip() and checker.check(v) for v in variants)
 
 
-def score_prompt(prompt: Prompt, response: str | None) -> PromptResult:
-    """Verdicts for one prompt; a missing response follows nothing."""
-    return score_prompts([prompt], [response])[0]
-
-
 def score_prompts(prompts: Sequence[Prompt], responses: Sequence[str | None]) -> list[PromptResult]:
     """Verdicts for each prompt with its response (None: missing, follows nothing).
 

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from validation import seam
-from validation.bench import timing_report as report, traffic
+from validation.bench import timing_report, traffic
 from validation.bench.shapes import DEFAULT_SHAPES, Shape, parse_shapes
-from validation.options import positive_int
+from validation.options import add_backend, positive_int
 from validation.errors import InputError
 
 # Known paths first, in the order of their history; any other registered path (e.g. a proposed fix)
@@ -30,8 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "  dsa-validate bench --backend paddle --layers 1,61 --repeats 100\n"
         "  dsa-validate bench --from-json benchmarks/results/gpu_bench.json --plot gpu_bench.png\n"
         "exit status: 0 every path timed, 1 a path failed or its timed work computed something else, 2 bad input")
-    p.add_argument("--backend", choices=seam.BACKENDS, default="cuda",
-                   help="cuda: kernels via CuPy, device-timed; paddle: Paddle models, host-timed (default: cuda)")
+    add_backend(p, default="cuda",
+                help_text="cuda: kernels via CuPy, device-timed; paddle: Paddle models, host-timed (default: cuda)")
     p.add_argument("--layers", default=DEFAULT_LAYERS, metavar="N,N,...",
                    help=f"layer counts to time every path at (default: {DEFAULT_LAYERS}; DeepSeek-V3.2 has 61)")
     p.add_argument("--shapes", default=DEFAULT_SHAPES, metavar="SPEC,...",
@@ -50,13 +50,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    doc = report.read_json(args.from_json) if args.from_json else measure(args)
-    print(report.render(doc))
+    doc = timing_report.read_json(args.from_json) if args.from_json else measure(args)
+    print(timing_report.render(doc))
     if args.json:
-        report.write_json(doc, args.json)
+        timing_report.write_json(doc, args.json)
         print(f"wrote {args.json}")
     if args.plot:
-        report.plot(doc, args.plot)
+        timing_report.plot(doc, args.plot)
         print(f"wrote {args.plot}")
     return 1 if any(row.get("error") for row in doc["results"]) else 0
 
@@ -112,7 +112,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         timer_name = "host wall-clock (time.perf_counter) around each seam call, Paddle on the CPU"
     graph = cuda and args.graph
     doc: dict[str, Any] = {
-        "schema": report.SCHEMA, "backend": args.backend, "timer": timer_name, "environment": environment(),
+        "schema": timing_report.SCHEMA, "backend": args.backend, "timer": timer_name, "environment": environment(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": _command(args, layers, shapes, paths), "repeats": args.repeats, "warmup": args.warmup,
         "layers": layers, "shapes": [s.to_dict() for s in shapes], "paths": paths,
@@ -124,14 +124,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         doc["skipped"].append(host_timer.GRAPH_SKIPPED)
         print(host_timer.GRAPH_SKIPPED, file=sys.stderr)
     if cuda:
-        doc["floor"] = {mode: report.stats(samples) for mode, samples in timer.floor().items() if mode in doc["modes"]}
+        doc["floor"] = {mode: timing_report.stats(samples) for mode, samples in timer.floor().items() if mode in doc["modes"]}
     for shape in shapes:
         print(f"bench: {shape.name}, {len(paths)} paths x L in {layers}", file=sys.stderr)
         inputs = shape.state().step_inputs()
         for n in layers:
             for name in paths:
                 doc["results"] += _time_one(timer if cuda else None, args, name, shape, n, inputs, doc["modes"])
-    report.derive(doc)
+    timing_report.derive(doc)
     return doc
 
 
@@ -153,4 +153,4 @@ def _time_one(timer: Any, args: argparse.Namespace, name: str, shape: Shape, lay
             samples = timer.path(fn, inputs, "graph" in modes)
     except Exception as exc:  # noqa: BLE001 - a path failing on a shape is reported in its row, not a crash
         return [base | {"mode": mode, "stats": None, "error": f"{type(exc).__name__}: {exc}"} for mode in modes]
-    return [base | {"mode": mode, "stats": report.stats(samples[mode]), "error": None} for mode in modes]
+    return [base | {"mode": mode, "stats": timing_report.stats(samples[mode]), "error": None} for mode in modes]

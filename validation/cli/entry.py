@@ -34,9 +34,10 @@ def _registrars(first: str | None) -> list[Registrar]:
     from evals.serve import cli as serve_cli
     from properties import cli as properties_cli
     from validation.bench import cli as bench_cli
-    from validation.cli import main_job, slot_commands
+    from validation.cli.main_job import register as register_run
+    from validation.cli.slot_commands import register as register_slots
 
-    return [slot_commands.register, main_job.register, ifeval_cli.register, properties_cli.register_mutants,
+    return [register_slots, register_run, ifeval_cli.register, properties_cli.register_mutants,
             properties_cli.register, serve_cli.register, e2e_cli.register, bench_cli.register]
 
 

@@ -28,6 +28,7 @@ from validation.cli.job_parts import e2e_part, fuzz_part, mutants_part, states_p
 from validation.cli.part_outcome import Part
 from validation.cli.slot_commands import add_impl_options
 from validation.errors import InputError
+from validation.options import add_sides
 from validation.verdicts import JobVerdict, PartStatus
 
 PARTS = ("states", "fuzz", "mutants", "e2e", "ifeval")
@@ -42,8 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="exit status: 0 every part held, 1 a part failed (or was skipped, without --allow-skips), "
         "2 bad input\nexamples:\n  dsa-validate run\n  dsa-validate run --candidate my_kernel.py:Slots --parts states,fuzz\n"
         "  dsa-validate run --parts ifeval --before-url http://a:8188/v1 --after-url http://b:8188/v1 --full")
-    run.add_argument("--baseline", default="legacy", help="reference side (default: legacy)")
-    run.add_argument("--candidate", default="single_step", help="side under test (default: single_step)")
+    add_sides(run)
     run.add_argument("--profile", default="ci", choices=("dev", "ci", "nightly"), help="fuzzing profile (default: ci)")
     run.add_argument("--no-known", action="store_true", help="fail on findings recorded in fixtures/known_findings.json")
     run.add_argument("--parts", default=",".join(PARTS), metavar="P,P", help=f"parts to run (default: all of {','.join(PARTS)})")

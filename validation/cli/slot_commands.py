@@ -7,17 +7,15 @@ import json
 from typing import Any
 
 from validation import compare, seam
-from validation.options import positive_int
+from validation.options import add_backend, add_layers, add_sides
 from validation.impls.paddle_paths import DEFAULT_NUM_LAYERS
 from validation.state import BatchState, load_steps
 
 
 def add_impl_options(parser: argparse.ArgumentParser) -> None:
-    """Options every command that runs implementations shares."""
-    parser.add_argument("--backend", choices=seam.BACKENDS, default="paddle",
-                        help="run built-in paths on Paddle (its current device) or as CUDA kernels via CuPy (default: paddle)")
-    parser.add_argument("--layers", type=positive_int, default=DEFAULT_NUM_LAYERS, metavar="N",
-                        help=f"decoder layers to model and compare (default: {DEFAULT_NUM_LAYERS})")
+    """Options every command that runs implementations per state shares."""
+    add_backend(parser)
+    add_layers(parser, DEFAULT_NUM_LAYERS)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,8 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "example:\n  dsa-validate check --state fixtures/states/chunked_prefill.json --candidate chunked_fix")
     check.add_argument("--state", required=True, metavar="FILE.json",
                        help="a batch-state file, or a case file whose history steps are replayed first")
-    check.add_argument("--baseline", default="legacy", help="reference side (default: legacy)")
-    check.add_argument("--candidate", default="single_step", help="side under test (default: single_step)")
+    add_sides(check)
     check.add_argument("--strict", action="store_true", help="exit 1 on any finding that is not OK")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     add_impl_options(check)

@@ -86,6 +86,14 @@ class _PersistentPath:
             self._slots = pd.full([size], SLOT_BUFFER_FILL, dtype="int64")
         return self._positions, self._slots
 
+    def _single_step_result(self, positions: Any, slots: Any, n: int, padded: int,
+                            hazards: list[str]) -> dict[str, Any]:
+        """What a single-step path hands its consumers: the persistent buffers' first rows (the tail reset
+        first, for the fixed paths)."""
+        if self.reset_tail and padded > n:
+            slots[n:padded] = PAD_SLOT
+        return {"position_ids": positions[:n].numpy(), "slot_mapping": slots[:padded].numpy(), "hazards": hazards}
+
     def _positions_step(self, inputs: Mapping[str, Any]) -> tuple[dict[str, Any], Any, Any, list[str]]:
         """The step's tensors, the persistent buffers, and the position op run into them (with its hazards)."""
         t = self._tensors(inputs)
@@ -155,13 +163,7 @@ class SingleStep(_PersistentPath):
             slots[:rows] = ops.per_layer_slots(
                 t["block_tables"], positions[:rows], t["batch_id_per_token"][:rows], int(inputs["block_size"]),
                 "slot mapping")
-        if self.reset_tail and padded > n:
-            slots[n:padded] = PAD_SLOT
-        return {
-            "position_ids": positions[:n].numpy(),
-            "slot_mapping": slots[:padded].numpy(),
-            "hazards": hazards,
-        }
+        return self._single_step_result(positions, slots, n, padded, hazards)
 
 
 class ChunkedFix(SingleStep):
@@ -199,13 +201,7 @@ class Fused(_PersistentPath):
             t["block_tables"], int(inputs["block_size"]), positions, slots, hazards,
             negative_batch_id_slot=self.negative_batch_id_slot)
         n, padded = int(inputs["num_tokens"]), int(inputs["padded_num_tokens"])
-        if self.reset_tail and padded > n:
-            slots[n:padded] = PAD_SLOT
-        return {
-            "position_ids": positions[:n].numpy(),
-            "slot_mapping": slots[:padded].numpy(),
-            "hazards": hazards,
-        }
+        return self._single_step_result(positions, slots, n, padded, hazards)
 
 
 class TailResetFused(Fused):
