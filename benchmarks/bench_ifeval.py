@@ -31,7 +31,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from evals.ifeval import data, langid, scoring, text
+from evals.ifeval import data, language, scoring, text
 
 FOREIGN = (
     "Der schnelle braune Fuchs springt über den faulen Hund und läuft dann weiter in den Wald.",
@@ -83,6 +83,7 @@ def _write_jsonl(rows: list[dict[str, object]], folder: Path, name: str) -> Path
 
 def _clear_memos() -> None:
     text.clear_memos()
+    language.detector().clear_memos()
 
 
 def time_scoring(prompts: list[data.Prompt], responses: data.Responses, repeats: int) -> list[float]:
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     prompts = data.load_prompts(args.data)
     load_s = time.perf_counter() - start
     start = time.perf_counter()
-    langid.prepare()
+    language.detector().prepare()
     text.ensure_punkt()
     text.count_sentences("Warm up. Punkt.")
     init_s = time.perf_counter() - start

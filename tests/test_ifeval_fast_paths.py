@@ -1,6 +1,6 @@
 """The fast paths equal the tools they replace: langdetect, NLTK's Punkt and ``word_tokenize``.
 
-Language detection is batched across texts (``langid.detect_many``), Punkt's sentence splitting is a
+Language detection is batched across texts (``language.Detector.detect_many``), Punkt's sentence splitting is a
 transcription with memoised break decisions, and capital words skip Treebank for sentences without
 upper case. Each is compared here with the library it stands for, on the real prompts (when present),
 generated model-like responses and their loose variants, and hand-picked edge cases; then whole
@@ -9,6 +9,7 @@ reports are compared with reports computed through the libraries themselves.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -16,7 +17,7 @@ import random
 
 import pytest
 
-from evals.ifeval import data, langid, scoring, text
+from evals.ifeval import data, language, scoring, text
 from ifeval_support import REPO, SAMPLE_RESPONSES, real_data_path
 
 EDGE_TEXTS = [
@@ -49,20 +50,24 @@ def _sample_variants() -> list[str]:
 
 def test_batched_detection_equals_langdetect_on_edge_cases_and_the_sample() -> None:
     texts = EDGE_TEXTS + _sample_variants()
-    expected = [langid.reference_detect(t) for t in texts]
-    assert langid.detect_many(texts) == expected
-    assert langid.detect_many(texts[::-1]) == expected[::-1]  # a text's answer is independent of its batch
-    assert [langid.detect(t) for t in texts[:25]] == expected[:25]
-    langid.clear_memos()
-    assert langid.detect_many(texts) == expected
+    detector = language.detector()
+    expected = [detector.reference_detect(t) for t in texts]
+    assert detector.detect_many(texts) == expected
+    assert detector.detect_many(texts[::-1]) == expected[::-1]  # a text's answer is independent of its batch
+    assert [detector.detect_many([t])[0] for t in texts[:25]] == expected[:25]
+    detector.clear_memos()
+    assert [detector.language_of(t) for t in texts[:25]] == expected[:25]  # one by one, memoised
+    assert detector.detect_many(texts) == expected
+    assert language.Detector().detect_many(texts) == expected  # a fresh detector: same seed, same answers
 
 
 def test_batched_detection_with_tiny_stream_windows(monkeypatch: pytest.MonkeyPatch) -> None:
     # every text runs out of decoded draws again and again: the refill path must not change answers
     texts = EDGE_TEXTS[:12] + _sample_variants()[:40]
-    expected = [langid.reference_detect(t) for t in texts]
-    monkeypatch.setattr(langid, "_FIRST_SPAN", 8)
-    assert langid.detect_many(texts) == expected
+    detector = language.Detector()  # its memos start empty: every text is computed with tiny windows
+    expected = [detector.reference_detect(t) for t in texts]
+    monkeypatch.setattr(language, "_FIRST_SPAN", 8)
+    assert detector.detect_many(texts) == expected
 
 
 def test_batched_detection_equals_langdetect_on_real_and_generated_texts() -> None:
@@ -73,7 +78,8 @@ def test_batched_detection_equals_langdetect_on_real_and_generated_texts() -> No
     for row in rows[::6]:
         texts += scoring.loose_variants(str(row["response"]))
     texts = list(dict.fromkeys(texts))
-    assert langid.detect_many(texts) == [langid.reference_detect(t) for t in texts]
+    detector = language.detector()
+    assert detector.detect_many(texts) == [detector.reference_detect(t) for t in texts]
 
 
 def test_sentences_equal_nltk_punkt() -> None:
@@ -108,8 +114,9 @@ def _through_the_libraries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Route every text measurement to the library call the reference makes, memos off."""
     from nltk.tokenize import word_tokenize
 
-    monkeypatch.setattr(text, "prefetch_languages", lambda texts: None)
-    monkeypatch.setattr(text, "detect_language", langid.reference_detect)
+    detector = language.detector()
+    monkeypatch.setattr(detector, "in_background", lambda texts: contextlib.nullcontext())
+    monkeypatch.setattr(detector, "language_of", detector.reference_detect)
     monkeypatch.setattr(text, "count_sentences", lambda t: len(text.reference_sentences(t)))
     monkeypatch.setattr(text, "count_capital_words",
                         lambda t: sum(1 for tok in word_tokenize(t) if tok.isupper()))
@@ -132,6 +139,7 @@ def test_real_prompt_verdicts_equal_those_computed_through_the_libraries(
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     responses = data.load_responses(path, prompts)
     text.clear_memos()
+    language.detector().clear_memos()
     forks: list[int] = []
     real_fork = os.fork
 
@@ -141,9 +149,10 @@ def test_real_prompt_verdicts_equal_those_computed_through_the_libraries(
 
     monkeypatch.setattr(os, "fork", counting_fork)
     fast = scoring.to_json(scoring.score(prompts, responses))
-    assert bool(forks) == (fork == "1" and text._fork_pays())
+    assert bool(forks) == (fork == "1" and language._fork_pays())
     with monkeypatch.context() as patched:
         _through_the_libraries(patched)
         slow = scoring.to_json(scoring.score(prompts, responses))
     text.clear_memos()
+    language.detector().clear_memos()
     assert fast == slow

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from evals.ifeval import data, langid, scoring
+from evals.ifeval import data, language, scoring
 from ifeval_support import SAMPLE_RESPONSES, real_data_path
 
 
@@ -40,4 +40,5 @@ def test_fast_language_detection_equals_langdetect() -> None:
     for line in SAMPLE_RESPONSES.read_text(encoding="utf-8").splitlines():
         texts += scoring.loose_variants(json.loads(line)["response"])
     texts += ["", "1234", "https://example.com a@b.org", "안녕하세요 세계", "Xin chào thế giới", "مرحبا بالعالم"]
-    assert [langid.detect(t) for t in texts] == [langid.reference_detect(t) for t in texts]
+    detector = language.detector()
+    assert [detector.language_of(t) for t in texts] == [detector.reference_detect(t) for t in texts]

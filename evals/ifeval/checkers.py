@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from evals.ifeval import text
+from evals.ifeval import language, text
 from validation.errors import InputError
 
 LESS_THAN, AT_LEAST = "less than", "at least"
@@ -190,7 +190,7 @@ class ResponseLanguage(Checker):
         return f"Answer entirely in the language {self.language!r}."
 
     def check(self, response: str) -> bool:
-        detected = text.detect_language(response)
+        detected = language.detector().language_of(response)
         return detected is None or detected == self.language
 
     def language_queries(self, response: str) -> tuple[str, ...]:
@@ -491,7 +491,7 @@ class EnglishCapital(Checker):
     def check(self, response: str) -> bool:
         if not response.isupper():
             return False
-        return text.detect_language(response) in (None, "en")
+        return language.detector().language_of(response) in (None, "en")
 
     def language_queries(self, response: str) -> tuple[str, ...]:
         return (response,) if response.isupper() else ()
@@ -507,7 +507,7 @@ class EnglishLowercase(Checker):
     def check(self, response: str) -> bool:
         if not response.islower():
             return False
-        return text.detect_language(response) in (None, "en")
+        return language.detector().language_of(response) in (None, "en")
 
     def language_queries(self, response: str) -> tuple[str, ...]:
         return (response,) if response.islower() else ()

