@@ -5,7 +5,11 @@
 #   3. the CUDA side of the cross-backend proof: the CUDA digests of the shared corpus are re-recorded
 #      here and compared with the committed Paddle digests (CI, without a GPU, only checks that the
 #      Paddle models still give the committed Paddle digests; this job is where the CUDA side is proven);
-#   4. the property suite (ci profile) on the CUDA backend.
+#   4. the property suite (ci profile) on the CUDA backend;
+#   5. FastDeploy's own kernels (the snapshots in ../shared/fastdeploy, or $DSA_FASTDEPLOY_SNAPSHOTS):
+#      compiled from each checkout's .cu files, FastDeploy's op tests against them, the kernel half of
+#      fidelity (each op against the suite's CUDA models over the corpus and seeded op-level draws),
+#      and their device time beside the models' (bench --fastdeploy).
 # Everything printed is also in $OUT/gpu.txt; the figures in BENCHMARKS.md come from here.
 set -uo pipefail
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
@@ -68,6 +72,20 @@ PY
   code=$?
   if [ "$code" = "$3" ]; then echo "  exit $code as expected"; else echo "  exit $code, expected $3"; status=1; fi
 done
+
+echo "== 5. FastDeploy's own kernels, compiled from each snapshot"
+snapshots=${DSA_FASTDEPLOY_SNAPSHOTS:-../shared/fastdeploy}
+if ls -d "$snapshots"/*/custom_ops >/dev/null 2>&1; then
+  python3 -m pytest -q -ra -p no:cacheprovider tests/test_fastdeploy_kernels_gpu.py tests/test_fastdeploy_kernel_source.py \
+    > "$out/fd_pytest.log" 2>&1 || status=1
+  grep -E "^(SKIPPED|FAILED|ERROR)" "$out/fd_pytest.log" | head -20; tail -1 "$out/fd_pytest.log"
+  roots=$(ls -d "$snapshots"/*/ | sed 's:/$::')
+  python3 -m validation.fastdeploy.kernel_fidelity $roots --fuzz 300 --json "$out/fd_fidelity.jsonl" || status=1
+  python3 -m validation.cli bench --backend cuda --layers 1 --graph --paths legacy,single_step,get_position_ids,fused \
+    --fastdeploy $roots --json "$out/fd_bench.json" || status=1
+else
+  echo "skipped: no FastDeploy snapshots in $snapshots (set DSA_FASTDEPLOY_SNAPSHOTS)"
+fi
 
 echo "gpu_run.sh exit $status"
 exit $status

@@ -155,3 +155,38 @@ def test_op_tests_whose_op_is_not_compiled_are_reported_as_errors() -> None:
         ("tests/operators/test_get_position_ids_and_mask_encoder_batch.py", "error"),
         ("tests/operators/test_get_position_ids_and_slot_mapping.py", "error")}
     assert all("not compiled here" in r.detail for r in results)
+
+
+class _NumpyOp:
+    """A stand-in with ``CompiledOp``'s interface (parameters, in-place map, outputs, call by name) whose
+    arithmetic is plain numpy: it exercises the op-test runner's plumbing on a machine without a GPU."""
+
+    def __init__(self, root: Path, name: str, shift: int = 0) -> None:
+        self.source, self.name, self.shift = ks.read_op(root, name), name, shift
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        return self.source.inputs + tuple(a for a, _ in self.source.attrs)
+
+    def __call__(self, **a):
+        this, dec = a["seq_lens_this_time"].astype(np.int64), a["seq_lens_decoder"].astype(np.int64)
+        pos = np.concatenate([d + np.arange(t) for d, t in zip(dec, this)] or [np.zeros(0, np.int64)]) + self.shift
+        out = {"position_ids_out": a["position_ids"].copy()}
+        out["position_ids_out"][: pos.size] = pos
+        if "slot_mapping" in a:
+            bs, ids = a["block_size"], a["batch_id_per_token"][: pos.size]
+            slots = a["block_tables"][ids, pos // bs].astype(np.int64) * bs + pos % bs
+            out["slot_mapping_out"] = a["slot_mapping"].copy()
+            out["slot_mapping_out"][: pos.size] = slots
+        return out
+
+
+def test_fastdeploys_op_tests_run_through_the_stand_in_paddle_and_catch_a_wrong_op() -> None:
+    root = SNAPSHOTS / "7198b5883a0e"
+    ops = {n: _NumpyOp(root, n) for n in ("get_position_ids", "get_position_ids_and_slot_mapping")}
+    results = run_op_tests(root, ops)
+    assert len(results) == 10 and all(r.outcome == "passed" for r in results), [r for r in results if r.outcome != "passed"]
+    wrong = {n: _NumpyOp(root, n, shift=1) for n in ops}
+    outcomes = {r.test: r.outcome for r in run_op_tests(root, wrong)}
+    assert outcomes["TestGetPositionIds.test_basic_functionality"] == "failed"
+    assert outcomes["TestGetPositionIdsAndSlotMapping.test_single_batch_decode"] == "failed"

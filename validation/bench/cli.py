@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=positive_int, default=20, metavar="N", help="unrecorded runs first (default: 20)")
     p.add_argument("--json", type=Path, metavar="OUT.json", help="write every sample's statistics as JSON")
     p.add_argument("--plot", type=Path, metavar="OUT.png", help="plot cost against layers (needs matplotlib)")
+    p.add_argument("--fastdeploy", type=Path, nargs="+", default=[], metavar="CHECKOUT",
+                   help="also time each FastDeploy checkout's own compiled ops (position ops, fused op, padding "
+                   "op) on every shape, graph-replayed (cuda backend only)")
     p.add_argument("--from-json", type=Path, metavar="IN.json",
                    help="measure nothing: print (and plot) a result written earlier by --json")
     p.set_defaults(func=run_bench)
@@ -52,13 +55,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     doc = timing_report.read_json(args.from_json) if args.from_json else measure(args)
     print(timing_report.render(doc))
+    if doc.get("fastdeploy_kernels"):
+        from validation.bench.fastdeploy_kernels import render  # noqa: PLC0415 - only with --fastdeploy
+
+        print(render(doc["fastdeploy_kernels"]))
     if args.json:
         timing_report.write_json(doc, args.json)
         print(f"wrote {args.json}")
     if args.plot:
         timing_report.plot(doc, args.plot)
         print(f"wrote {args.plot}")
-    return 1 if any(row.get("error") for row in doc["results"]) else 0
+    return 1 if any(row.get("error") for row in doc["results"] + doc.get("fastdeploy_kernels", [])) else 0
 
 
 def parse_layers(text: str) -> list[int]:
@@ -93,6 +100,8 @@ def _command(args: argparse.Namespace, layers: list[int], shapes: list[Shape], p
         parts.append(f"--paths {','.join(paths)}")
     if args.graph:
         parts.append("--graph")
+    if args.fastdeploy:
+        parts.append("--fastdeploy " + " ".join(p.as_posix() for p in args.fastdeploy))
     return " ".join(parts + [f"--repeats {args.repeats}", f"--warmup {args.warmup}"])
 
 
@@ -131,6 +140,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for n in layers:
             for name in paths:
                 doc["results"] += _time_one(timer if cuda else None, args, name, shape, n, inputs, doc["modes"])
+    if args.fastdeploy and cuda:
+        from validation.bench.fastdeploy_kernels import time_checkout_ops  # noqa: PLC0415 - needs CuPy
+
+        print(f"bench: FastDeploy's compiled ops of {len(args.fastdeploy)} checkout(s)", file=sys.stderr)
+        doc["fastdeploy_kernels"] = time_checkout_ops(timer, args.fastdeploy, shapes)
+    elif args.fastdeploy:
+        doc["skipped"].append("--fastdeploy: FastDeploy's kernels are timed on the cuda backend only")
     timing_report.derive(doc)
     return doc
 

@@ -193,7 +193,7 @@ class CompiledOp:
             raise InputError(missing[0], f"{self.name} needs it and it was not given")
         attrs = dict(self.source.attrs)
         tensors = {n: np.asarray(v) for n, v in arrays.items() if n not in attrs and v is not None}
-        device = _CupyDevice(self, _guard(tensors.values()))
+        device = _CupyDevice(self, _guard(a for n, a in tensors.items() if n not in self.source.inplace))
         args: dict[str, Any] = {n: None for n in self.source.optional}
         args.update({n: device.put(n, a) for n, a in tensors.items()})
         args.update({n: int(v) for n, v in arrays.items() if n in attrs})
@@ -216,8 +216,8 @@ class CompiledOp:
 
 
 def _guard(arrays: Iterable[np.ndarray]) -> int:
-    """Guard elements on each side of every tensor: more than any offset the inputs' lengths can add up
-    to, and more than any 2-D table (a read of row -1 stays inside it)."""
+    """Guard elements on each side of every tensor, from the op's read-only inputs: more than any offset
+    their lengths can add up to, and more than any 2-D table (a read of row -1 stays inside it)."""
     total = GUARD_MIN
     for a in arrays:
         if a.dtype.kind in "iu" and a.ndim == 1:
@@ -229,11 +229,12 @@ def _guard(arrays: Iterable[np.ndarray]) -> int:
 
 @functools.cache
 def _compiled(source: str, file: str, name: str) -> Any:
-    cp = cupy()
-    module = cp.RawModule(code=source, options=("-std=c++17",))
+    from cupy.cuda.compiler import CompileException  # noqa: PLC0415 - optional, GPU only
+
+    module = cupy().RawModule(code=source, options=("-std=c++17",))
     try:
         module.compile()
-    except cp.cuda.compiler.CompileException as exc:
+    except CompileException as exc:
         raise InputError(file, f"{name}: the kernel does not compile: {first_compiler_error(str(exc))}") from None
     return module
 

@@ -219,13 +219,7 @@ class _Exec:
             self.i += 1
             config.append(self.expr())
         self._expect(">>>")
-        self._expect("(")
-        args = []
-        while self._peek() != ")":
-            args.append(self.expr())
-            if self._peek() == ",":
-                self.i += 1
-        self.i += 1
+        args = self._args()
         if self.i != end:
             raise self.fn.fail(self.t[self.i], f"cannot read the launch {self._text(start, end)!r}")
         if not self.live:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,6 @@ class Case:
     batch_id: np.ndarray
     block_size: int
     cpu_token_num: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def models_for(commit: str, op: str) -> tuple[str, ...]:
@@ -141,6 +140,28 @@ def fuzz_cases(count: int, seed: int = 0) -> Iterator[Case]:
 Outcome = tuple[str | None, int]  # (first difference or None, exception count)
 
 
+def op_arrays(op: CompiledOp, case: Case) -> dict[str, Any]:
+    """The op's inputs for one case, as the runner hands them over: the lengths, the persistent buffers
+    whole (prior contents for the position buffer, zeros for the int64 ones), the table, the batch ids."""
+    arrays: dict[str, Any] = dict(case.lens)
+    if op.name == PADDING_OP:
+        this = case.lens["seq_lens_this_time"]
+        width = int(this.max(initial=0)) + 3
+        arrays = {"input_ids": np.arange(this.shape[0] * width, dtype=np.int64).reshape(-1, width) + 1000,
+                  "seq_len": this, "cpu_token_num": case.cpu_token_num}
+        if "seq_lens_decoder" in op.source.inputs:  # the #7727 form, which its pre-process passes
+            arrays["seq_lens_decoder"] = case.lens["seq_lens_decoder"]
+    elif op.name == "get_position_ids_and_slot_mapping":
+        arrays.update(batch_id_per_token=case.batch_id, block_tables=case.block_tables,
+                      position_ids=np.zeros(case.buffer_size, np.int64),
+                      slot_mapping=np.zeros(case.buffer_size, np.int64), block_size=case.block_size)
+    else:
+        arrays["position_ids"] = case.prior.copy()
+        if "mask_encoder_batch" in op.source.inputs:
+            arrays["mask_encoder_batch"] = np.zeros(case.buffer_size, np.int32)
+    return arrays
+
+
 def _run_compiled(op: CompiledOp, **arrays: Any) -> tuple[dict[str, np.ndarray] | None, Any, str | None]:
     try:
         out = op(**arrays)
@@ -161,21 +182,25 @@ def _overrun_text(overrun: Any) -> str:
     return f"writes past the buffer up to index {int(overrun.indices.max())}"
 
 
-def compare_positions(op: CompiledOp, model: str, case: Case) -> Outcome:
-    """A position op (any version) against ``positions_v1``/``_v3``/``_renamed`` on the same buffer."""
-    cp = cuda_paths.cupy()
-    arrays: dict[str, Any] = dict(case.lens)
-    arrays["position_ids"] = case.prior.copy()
-    if "mask_encoder_batch" in op.source.inputs:
-        arrays["mask_encoder_batch"] = np.zeros(case.buffer_size, np.int32)
-    got, overruns, fault = _run_compiled(op, **arrays)
-    bsz = case.lens["seq_lens_this_time"].shape[0]
+def _launches(model: str, bsz: int, fault: str | None) -> Outcome | None:
+    """None when both sides launched; else the outcome: the model's 1024-thread rule and the driver's
+    refusal of the kernel's launch must agree."""
     try:
         check_launch(model, bsz)
     except KernelFault as exc:
         return (None if fault else f"the model faults ({exc}), the kernel ran"), 0
     if fault:
         return f"the kernel faults ({fault}), the model ran", 0
+    return None
+
+
+def compare_positions(op: CompiledOp, model: str, case: Case) -> Outcome:
+    """A position op (any version) against ``positions_v1``/``_v3``/``_renamed`` on the same buffer."""
+    cp = cuda_paths.cupy()
+    got, overruns, fault = _run_compiled(op, **op_arrays(op, case))
+    bsz = case.lens["seq_lens_this_time"].shape[0]
+    if (launched := _launches(model, bsz, fault)) is not None:
+        return launched
     d = {k: cp.asarray(v) for k, v in case.lens.items()}
     buf, spill = cp.asarray(case.prior.copy()), cp.zeros(2, dtype=np.int32)
     cuda_paths._module().get_function(model)(
@@ -195,16 +220,10 @@ def compare_fused(op: CompiledOp, model: str, case: Case) -> Outcome:
     """The fused op against ``fused_positions_and_slots`` (int64 buffers, batch ids read per token)."""
     cp = cuda_paths.cupy()
     size = case.buffer_size
-    got, overruns, fault = _run_compiled(
-        op, **case.lens, batch_id_per_token=case.batch_id, block_tables=case.block_tables,
-        position_ids=np.zeros(size, np.int64), slot_mapping=np.zeros(size, np.int64), block_size=case.block_size)
+    got, overruns, fault = _run_compiled(op, **op_arrays(op, case))
     bsz, width = case.block_tables.shape
-    try:
-        check_launch(model, bsz)
-    except KernelFault as exc:
-        return (None if fault else f"the model faults ({exc}), the kernel ran"), 0
-    if fault:
-        return f"the kernel faults ({fault}), the model ran", 0
+    if (launched := _launches(model, bsz, fault)) is not None:
+        return launched
     this, dec = case.lens["seq_lens_this_time"], case.lens["seq_lens_decoder"]
     pos_buf, slot_buf = cp.zeros(size, np.int64), cp.zeros(size, np.int64)
     spill, fault_flag = cp.zeros(2, np.int32), cp.asarray(np.array([0, np.iinfo(np.int32).max], np.int32))
@@ -243,12 +262,9 @@ def compare_fused(op: CompiledOp, model: str, case: Case) -> Outcome:
 def compare_padding(op: CompiledOp, model: str, case: Case) -> Outcome:
     """``get_padding_offset`` against the packing the suite assumes (``BatchState.packed_batch_ids``,
     ``cu_seqlens_q``): batch id of each real token, -1 after it up to ``cpu_token_num``."""
-    this = case.lens["seq_lens_this_time"]
-    bsz, width = this.shape[0], int(this.max(initial=0)) + 3
-    input_ids = (np.arange(bsz * width, dtype=np.int64).reshape(bsz, width) + 1000)
-    arrays: dict[str, Any] = {"input_ids": input_ids, "seq_len": this, "cpu_token_num": case.cpu_token_num}
-    if "seq_lens_decoder" in op.source.inputs:  # the #7727 form, which its pre-process passes
-        arrays["seq_lens_decoder"] = case.lens["seq_lens_decoder"]
+    arrays = op_arrays(op, case)
+    this, input_ids = case.lens["seq_lens_this_time"], arrays["input_ids"]
+    bsz = this.shape[0]
     got, overruns, fault = _run_compiled(op, **arrays)
     if fault:
         return f"the kernel faults ({fault})", 0

@@ -32,6 +32,10 @@ _STUBBED = ("paddle", "fastdeploy")
 class PaddleTensor(np.ndarray):
     """A numpy array with the few ``paddle.Tensor`` methods the op tests call."""
 
+    def __getitem__(self, key: Any) -> Any:
+        item = super().__getitem__(key)  # an element stays a (0-d) tensor, as in Paddle
+        return item if isinstance(item, np.ndarray) else np.asarray(item).view(PaddleTensor)
+
     def numpy(self) -> np.ndarray:
         return np.asarray(self).copy()
 
@@ -115,11 +119,12 @@ def run_op_tests(root: Path, ops: dict[str, CompiledOp]) -> list[VectorResult]:
         suite = unittest.TestSuite(
             unittest.defaultTestLoader.loadTestsFromTestCase(obj) for obj in list(namespace.values())
             if isinstance(obj, type) and issubclass(obj, unittest.TestCase))
+        tests = _tests(suite)  # before the run: a suite drops its tests as it runs them
         outcome = unittest.TestResult()
         suite.run(outcome)
         bad = {t.id(): ("failed", msg) for t, msg in outcome.failures} | {
             t.id(): ("error", msg) for t, msg in outcome.errors} | {t.id(): ("skipped", msg) for t, msg in outcome.skipped}
-        for test in _tests(suite):
+        for test in tests:
             kind, msg = bad.get(test.id(), ("passed", ""))
             results.append(VectorResult(rel, test.id().rsplit(".", 2)[-2] + "." + test.id().rsplit(".", 1)[-1],
                                         kind, msg.strip().splitlines()[-1] if msg.strip() else ""))

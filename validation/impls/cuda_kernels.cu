@@ -41,31 +41,38 @@ extern "C" __global__ void positions_renamed(const int* enc, const int* dec, con
     write_run(buf, buf_len, offset, dec[t], this_time[t], spill);
 }
 
-// #7960 get_position_ids_and_slot_mapping (get_position_ids_and_slot_mapping.cu lines 29-62 at 7198b5883a0e):
+// #7960 get_position_ids_and_slot_mapping (get_position_ids_and_slot_mapping.cu lines 18-64 at 7198b5883a0e):
 // int64 positions; the batch id is read from batch_id_per_token[idx] (line 55), the table index is unchecked.
+// The arithmetic is FastDeploy's: pos_id, block_idx, block_offset and the table index batch_id * max_num_blocks
+// + block_idx in int (lines 46-58), the slot product in int64 (lines 61-62); the pointers are __restrict__
+// (lines 19-28) and the loop #pragma unroll (line 44), as there. Timed beside the kernel compiled from that file
+// (bench --fastdeploy): BENCHMARKS.md, "FastDeploy's own kernels".
 // A negative flat index (batch id -1) reads before the table: counted in before[0], the smallest such token
 // in before[1], and the slot left as it was (or set to neg_slot when fix_negative: the tail_reset variant).
 // fault[0] is set when a read would leave the table past its last row.
-extern "C" __global__ void fused_positions_and_slots(const int* dec, const int* this_time, const int* batch_id,
-                                                     const int* tables, int bsz, int width, int block_size,
-                                                     long long* pos_buf, long long* slot_buf, int buf_len,
-                                                     int fix_negative, long long neg_slot, int* spill, int* fault,
-                                                     int* before) {
+extern "C" __global__ void fused_positions_and_slots(const int* __restrict__ dec, const int* __restrict__ this_time,
+                                                     const int* __restrict__ batch_id, const int* __restrict__ tables,
+                                                     int bsz, int width, int block_size,
+                                                     long long* __restrict__ pos_buf, long long* __restrict__ slot_buf,
+                                                     int buf_len, int fix_negative, long long neg_slot, int* spill,
+                                                     int* fault, int* before) {
     int t = threadIdx.x;
     int offset = 0;
     for (int i = 0; i < t; ++i) { offset += this_time[i]; }
-    for (int i = 0; i < this_time[t]; ++i) {
+    int count = this_time[t];
+#pragma unroll
+    for (int i = 0; i < count; ++i) {
         int at = offset + i;
-        long long pos = (long long)dec[t] + i;
+        int pos = dec[t] + i;
         if (at >= buf_len) { atomicAdd(&spill[0], 1); atomicMax(&spill[1], at); continue; }
         pos_buf[at] = pos;
-        long long flat = (long long)batch_id[at] * width + pos / block_size;
+        int flat = batch_id[at] * width + pos / block_size;
         if (flat < 0) {
             if (fix_negative) { slot_buf[at] = neg_slot; }
             else { atomicAdd(&before[0], 1); atomicMin(&before[1], at); }
             continue;
         }
-        if (flat >= (long long)bsz * width) { atomicExch(&fault[0], 1); continue; }
+        if (flat >= bsz * width) { atomicExch(&fault[0], 1); continue; }
         slot_buf[at] = (long long)tables[flat] * block_size + pos % block_size;
     }
 }
