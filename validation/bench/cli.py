@@ -14,6 +14,7 @@ from validation.bench import timing_report, traffic
 from validation.bench.shapes import DEFAULT_SHAPES, Shape, parse_shapes
 from validation.options import add_backend, positive_int
 from validation.errors import InputError
+from validation.fastdeploy.kernel_source import find_op_files
 
 # Known paths first, in the order of their history; any other registered path (e.g. a proposed fix)
 # follows, so a path added to ``seam.BUILTINS`` is timed without touching this module.
@@ -108,6 +109,8 @@ def _command(args: argparse.Namespace, layers: list[int], shapes: list[Shape], p
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     shapes, layers = parse_shapes(args.shapes), parse_layers(args.layers)
     paths = registered_paths(args.backend, args.paths)
+    for root in args.fastdeploy:  # a path that is not a checkout is refused before anything is timed
+        find_op_files(root)
     cuda = args.backend == "cuda"
     if cuda:
         from validation.bench.cuda_timer import CudaTimer, environment  # noqa: PLC0415 - needs CuPy

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from validation.cross_backend import read_corpus
-from validation.errors import InputError
+from validation.errors import InputError, MissingDependency
 from validation.fastdeploy.compiled_ops import SENTINELS, CompiledOp, compile_checkout_ops
 from validation.fastdeploy.kernel_source import PADDING_OP, checkout_commit
 from validation.impls import cuda_paths
@@ -349,8 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="also write the rows as JSON lines")
     args = p.parse_args(argv)
     try:
-        rows = fidelity_rows([r for r in args.roots if r.is_dir()], args.corpus, args.fuzz, args.seed)
-    except InputError as exc:
+        rows = fidelity_rows(args.roots, args.corpus, args.fuzz, args.seed)
+    except (InputError, MissingDependency) as exc:
         print(f"kernel_fidelity: {exc}", file=sys.stderr)
         return 2
     print(render(rows))
