@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from validation.errors import InputError
+from validation.impls.faults import KernelFault
 from validation.fastdeploy import host_wrapper as hw, kernel_source as ks
 from validation.fastdeploy.op_test_vectors import run_op_tests
 
@@ -190,3 +191,32 @@ def test_fastdeploys_op_tests_run_through_the_stand_in_paddle_and_catch_a_wrong_
     outcomes = {r.test: r.outcome for r in run_op_tests(root, wrong)}
     assert outcomes["TestGetPositionIds.test_basic_functionality"] == "failed"
     assert outcomes["TestGetPositionIdsAndSlotMapping.test_single_batch_decode"] == "failed"
+
+
+def test_a_wrapper_with_checks_and_dim3_launches_run_as_written(tmp_path: Path) -> None:
+    copy = tmp_path / "fd"
+    shutil.copytree(SNAPSHOTS / "7198b5883a0e" / "custom_ops", copy / "custom_ops")
+    cu = copy / "custom_ops/gpu_ops/get_position_ids.cu"
+    text = cu.read_text().replace(
+        "  GetPositionIdsKernel<<<1, bsz, 0, position_ids.stream()>>>(",
+        '  PD_CHECK(bsz <= 512, "at most 512 requests");\n  dim3 grid(1);\n  dim3 block = dim3(bsz);\n'
+        "  GetPositionIdsKernel<<<grid, block, 0, position_ids.stream()>>>(")
+    cu.write_text(text)
+    op = ks.read_op(copy, "get_position_ids")
+    dev = _Recorder()
+    _wrapper(op).run({p: hw.Tensor(p, (7,), np.int32) for _, p in op.wrapper_params}, dev)
+    assert [(g, b) for _, g, b, _, _ in dev.launches] == [((1,), (7,))]
+    with pytest.raises(KernelFault, match=r"GetPositionIds: PD_CHECK at custom_ops/gpu_ops/get_position_ids.cu:\d+ does not hold"):
+        _wrapper(op).run({p: hw.Tensor(p, (513,), np.int32) for _, p in op.wrapper_params}, _Recorder())
+
+
+def test_a_device_helper_the_kernel_calls_comes_along_from_helper_h(tmp_path: Path) -> None:
+    copy = tmp_path / "fd"
+    shutil.copytree(SNAPSHOTS / "7198b5883a0e" / "custom_ops", copy / "custom_ops")
+    helper = copy / "custom_ops/gpu_ops/helper.h"
+    helper.write_text(helper.read_text() + "\n__device__ __forceinline__ int twice(int x) { return 2 * x; }\n")
+    cu = copy / "custom_ops/gpu_ops/get_position_ids.cu"
+    cu.write_text(cu.read_text().replace("= token_offset + i;", "= twice(token_offset) + i;"))
+    src = ks.read_op(copy, "get_position_ids").source
+    assert src.index('"custom_ops/gpu_ops/helper.h"\n__device__ __forceinline__ int twice(') < src.index("GetPositionIdsKernel")
+    assert "get_position_ids.cu" in src and src.count("__device__") == 1

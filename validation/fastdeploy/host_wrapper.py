@@ -21,13 +21,19 @@ from typing import Any, Protocol
 import numpy as np
 
 from validation.errors import InputError
+from validation.impls.faults import KernelFault
 
 CTYPES = {"int": np.int32, "int32_t": np.int32, "unsigned": np.uint32, "uint32_t": np.uint32,
           "int64_t": np.int64, "long long": np.int64, "uint64_t": np.uint64, "float": np.float32,
           "double": np.float64, "bool": np.bool_, "int8_t": np.int8, "uint8_t": np.uint8, "int16_t": np.int16}
 DATATYPES = {"INT32": np.int32, "INT64": np.int64, "FLOAT32": np.float32, "BOOL": np.bool_, "INT8": np.int8,
              "UINT8": np.uint8, "INT16": np.int16, "FLOAT64": np.float64}
-_TOKEN = re.compile(r"\s*(?:(\d+[uUlL]*)|([A-Za-z_]\w*)|(<<<|>>>|::|->|&&|\|\||==|!=|<=|>=|<<|>>|\S))")
+_TOKEN = re.compile(r'\s*(?:(\d+[uUlL]*)|([A-Za-z_]\w*)|("(?:[^"\\\n]|\\.)*")|(<<<|>>>|::|->|&&|\|\||==|!=|<=|>=|<<|>>|\S))')
+# Checks a wrapper may make before its launch: a false condition is the op failing (a KernelFault), and
+# calls that only report CUDA's status are read and ignored.
+CHECKS = ("PD_CHECK", "PADDLE_ENFORCE", "PADDLE_ENFORCE_EQ", "PADDLE_ENFORCE_NE", "PADDLE_ENFORCE_GT",
+          "PADDLE_ENFORCE_GE", "PADDLE_ENFORCE_LT", "PADDLE_ENFORCE_LE")
+STATUS_CALLS = ("CUDA_CHECK", "cudaGetLastError", "PADDLE_ENFORCE_GPU_SUCCESS", "cudaPeekAtLastError")
 
 
 @dataclass
@@ -192,6 +198,14 @@ class _Exec:
             raise self.fn.fail(self.t[start], "a statement without its ';'")
         if launch is not None:
             self._launch(start, launch, end)
+        elif assign is None and self.t[start].text == "dim3" and end - start >= 3:
+            name = self.t[start + 1].text
+            self.i = start + 2
+            dims = self._args() if self._peek() == "(" else [1]
+            if self.i != end:
+                raise self.fn.fail(self.t[self.i], f"cannot read {self._text(start, end)!r}")
+            if self.live:
+                self.env[name] = [int(d) for d in dims]
         elif assign is not None:
             names = [t.text for t in self.t[start:assign]]
             self.i = assign + 1
@@ -301,6 +315,9 @@ class _Exec:
                     self.i += 1
             self.i += 1
             return items
+        if text.startswith('"'):
+            self.i += 1
+            return text[1:-1]
         if text[0].isdigit():
             self.i += 1
             return int(re.sub(r"[uUlL]+$", "", text), 0)
@@ -349,6 +366,14 @@ class _Exec:
         if not self.live:
             return 0
         short = name.removeprefix("std::")
+        if name in CHECKS:
+            held = _truth(args[0]) if name in ("PD_CHECK", "PADDLE_ENFORCE") else _apply(
+                {"EQ": "==", "NE": "!=", "GT": ">", "GE": ">=", "LT": "<", "LE": "<="}[name[-2:]], args[0], args[1], self)
+            if not held:
+                raise KernelFault(f"{self.fn.name}: {name} at {self.fn.file.as_posix()}:{tok.line} does not hold")
+            return 0
+        if name in STATUS_CALLS or name == "dim3":
+            return [int(a) for a in args] if name == "dim3" else 0
         if short in ("min", "max") and len(args) == 2:
             return (min if short == "min" else max)(args[0], args[1])
         if name in ("paddle::full", "paddle::empty", "paddle::zeros"):

@@ -134,8 +134,9 @@ def read_op(root: Path, name: str, rel: Path | None = None) -> OpSource:
     if not launched:
         raise InputError(rel.as_posix(), f"{name}: its host function {fn} launches no kernel (looked for NAME<<<...>>>)")
     kernels = {k: _kernel(text, k, rel) for k in dict.fromkeys(launched)}
-    macros = _macros(root, rel, text)
-    devices = _device_functions(text, rel)
+    helper = active(strip_comments(_read(root / HELPER))) if (root / HELPER).exists() else ""
+    macros = _macros(((HELPER, helper), (rel, text)))
+    devices = _device_functions(helper, HELPER) | _device_functions(text, rel)  # the op's file wins
     source = _assemble(kernels, macros, devices)
     inputs, optional = _inputs(decl, rel, name)
     return OpSource(
@@ -361,11 +362,10 @@ def _kernel(text: str, name: str, rel: Path) -> Kernel:
     raise InputError(rel.as_posix(), f"no __global__ void {name}(...) (launched by the op's host function)")
 
 
-def _macros(root: Path, rel: Path, text: str) -> dict[str, Piece]:
-    """Every active ``#define`` of ``helper.h`` and of the op's file (the file's own win), as pieces."""
+def _macros(files: tuple[tuple[Path, str], ...]) -> dict[str, Piece]:
+    """Every active ``#define`` of the given (path, active text) files, a later file's winning, as pieces."""
     out: dict[str, Piece] = {}
-    for path, body in ((HELPER, active(strip_comments(_read(root / HELPER))) if (root / HELPER).exists() else ""),
-                       (rel, text)):
+    for path, body in files:
         lines = body.split("\n")
         for i, line in enumerate(lines):
             m = _DEFINE.match(line)
@@ -416,7 +416,7 @@ def _assemble(kernels: dict[str, Kernel], macros: dict[str, Piece], devices: dic
                 todo.append(devices[ident].text)
     ordered = sorted(needed_macros.values(), key=lambda p: (p.file != HELPER, p.line))
     parts = [PRELUDE] + [p.emit() for p in ordered]
-    parts += [p.emit() for p in sorted(needed_devices.values(), key=lambda p: p.line)]
+    parts += [p.emit() for p in sorted(needed_devices.values(), key=lambda p: (p.file != HELPER, p.line))]
     parts += [k.piece.emit('extern "C" ') for k in kernels.values()]
     return "".join(parts)
 
