@@ -4,6 +4,7 @@ source compiles."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,7 +17,8 @@ from validation.impls.faults import KernelFault
 from validation.fastdeploy import host_wrapper as hw, kernel_source as ks
 from validation.fastdeploy.op_test_vectors import run_op_tests
 
-SNAPSHOTS = Path(__file__).resolve().parents[1].parent / "shared" / "fastdeploy"
+# The shared snapshots beside the checkout (what CI and benchmarks/gpu_run.sh lay out), or $DSA_FASTDEPLOY_SNAPSHOTS.
+SNAPSHOTS = Path(os.environ.get("DSA_FASTDEPLOY_SNAPSHOTS", Path(__file__).resolve().parents[2] / "shared" / "fastdeploy"))
 ROOTS = sorted(p for p in SNAPSHOTS.glob("*") if (p / "custom_ops").is_dir()) if SNAPSHOTS.is_dir() else []
 pytestmark = pytest.mark.skipif(not ROOTS, reason=f"no FastDeploy snapshots at {SNAPSHOTS}")
 

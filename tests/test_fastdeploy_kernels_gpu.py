@@ -4,6 +4,7 @@ and the kernels agree with the suite's CUDA models. Skipped, with the reason, wi
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from validation.errors import InputError, MissingDependency
 from validation.fastdeploy import compiled_ops, kernel_fidelity
 from validation.fastdeploy.op_test_vectors import run_op_tests
 
-SNAPSHOTS = Path(__file__).resolve().parents[1].parent / "shared" / "fastdeploy"
+# The shared snapshots beside the checkout (what CI and benchmarks/gpu_run.sh lay out), or $DSA_FASTDEPLOY_SNAPSHOTS.
+SNAPSHOTS = Path(os.environ.get("DSA_FASTDEPLOY_SNAPSHOTS", Path(__file__).resolve().parents[2] / "shared" / "fastdeploy"))
 ROOTS = sorted(p for p in SNAPSHOTS.glob("*") if (p / "custom_ops").is_dir()) if SNAPSHOTS.is_dir() else []
 
 
