@@ -1,7 +1,8 @@
 """The plug-in seam: every baseline and candidate is resolved here, and called through one contract.
 
-An implementation is named by registry name (``legacy``), by ``package.module:NAME`` or by
-``path/to/file.py:NAME``. ``NAME`` is a function, or a class whose instances are such functions;
+An implementation is named by registry name (``legacy``), by ``package.module:NAME``, by
+``path/to/file.py:NAME``, or by ``fastdeploy:PATH`` (a FastDeploy checkout's own code, optionally
+``fastdeploy:PATH+FILE.patch``: see ``validation/fastdeploy/``). ``NAME`` is a function, or a class whose instances are such functions;
 a class is instantiated with no arguments once per test case or multi-step run, so persistent
 buffers can be modelled. It is called with the mapping of ``BatchState.step_inputs()`` and returns a
 mapping with ``position_ids`` ([num_tokens], int32 or int64) and ``slot_mapping`` (int64,
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from validation.errors import InputError
+from validation.fastdeploy import checkout_spec
 
 StepFn = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
@@ -83,6 +85,9 @@ def resolve(spec: str, *, backend: str = "paddle", num_layers: int | None = None
     if backend not in BUILTINS:
         raise InputError("backend", f"unknown backend {backend!r} (choose from: {', '.join(BACKENDS)})")
     table = {**BUILTINS[backend], **COMMON}
+    if spec.startswith(checkout_spec.PREFIX):  # a FastDeploy checkout's own code (validation/fastdeploy/)
+        name, target = checkout_spec.resolve_spec(spec, field_name)
+        return Implementation(name, target, builtin=True, num_layers=num_layers)
     if spec in table:
         return Implementation(spec, _load(table[spec], field_name), builtin=True, num_layers=num_layers)
     if ":" not in spec:
