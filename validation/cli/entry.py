@@ -34,11 +34,12 @@ def _registrars(first: str | None) -> list[Registrar]:
     from evals.serve import cli as serve_cli
     from properties import cli as properties_cli
     from validation.bench import cli as bench_cli
+    from validation.cli.fidelity_command import register as register_fidelity
     from validation.cli.main_job import register as register_run
     from validation.cli.slot_commands import register as register_slots
 
     return [register_slots, register_run, ifeval_cli.register, properties_cli.register_mutants,
-            properties_cli.register, serve_cli.register, e2e_cli.register, bench_cli.register]
+            properties_cli.register, serve_cli.register, e2e_cli.register, bench_cli.register, register_fidelity]
 
 
 def build_parser(first: str | None = None) -> argparse.ArgumentParser:

@@ -77,6 +77,7 @@ class OpProvider:
     _buffers: list[Any] = field(default_factory=list)
     _compiled: dict[str, Any] | None = None
     _no_kernel_reason: str = ""
+    _models: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def register(self, buffer: Any) -> Any:
         """A persistent buffer the ops may be handed a slice of."""
@@ -134,6 +135,11 @@ class OpProvider:
         return op_parameters(cu) if cu is not None else []
 
     def _model_for(self, name: str) -> tuple[str, str]:
+        if name not in self._models:
+            self._models[name] = self._pick_model(name)
+        return self._models[name]
+
+    def _pick_model(self, name: str) -> tuple[str, str]:
         cu = self.checkout.op_source(name)
         if cu is None:
             return DEFAULT_MODEL[name], f" (the checkout has no {OPS_DIR}/{name}.cu: not its kernel)"

@@ -193,33 +193,50 @@ class _Consumer:
         if not sites:
             raise InputError("fastdeploy", f"{checkout.root / relpath}: no call of {LAYER_FUNCTION}(...) "
                              "(looked for the legacy consumer's call site)")
-        self.call, self.cls = sites[0]
+        call, cls = sites[0]
         self.label = label
-        self.checkout, self.relpath = checkout, relpath
+        self.where = checkout.cite(relpath, call)
         self.function = compile_function(checkout, relpath, checkout.function(relpath, LAYER_FUNCTION), {})
-        self.where = checkout.cite(relpath, self.call)
+        filename = str(checkout.root / relpath)
+        self._args = [_code(a, filename) for a in call.args]
+        self._kwargs = {k.arg: _code(k.value, filename) for k in call.keywords}
+        # ``self.X = <expr>`` of the consumer's class, compiled once: what ``self.block_size`` & co. evaluate to.
+        assigned: dict[str, Any] = {}
+        for node in ast.walk(cls) if cls is not None else ():
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+                for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                    if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
+                        assigned.setdefault(target.attr, _code(node.value, filename))
+        self._assigned = assigned
+        self._instances: dict[int, _Instance] = {}
+
+    def _instance(self, block_size: int) -> _Instance:
+        if block_size not in self._instances:
+            config = _config(block_size, 0)
+
+            def lazy(name: str) -> Any:
+                if name not in self._assigned:
+                    raise AttributeError(f"{self.where}: self.{name} is not assigned in the consumer's class")
+                return _run(self._assigned[name], {"fd_config": config})
+
+            self._instances[block_size] = _Instance(lazy, fd_config=config)
+        return self._instances[block_size]
 
     def slots(self, forward_meta: Any, block_size: int) -> Any:
-        config = _config(block_size, 0)
-        tree = self.cls
-
-        def lazy(name: str) -> Any:
-            values = [] if tree is None else _self_assignments(tree, name)  # type: ignore[arg-type]
-            if not values:
-                raise AttributeError(f"{self.where}: self.{name} is not assigned in the consumer's class")
-            return _evaluate(self.checkout, self.relpath, values[0], {"fd_config": config})
-
-        me = _Instance(lazy, fd_config=config)
-        namespace = {"forward_meta": forward_meta, "self": me, "fd_config": config}
-        args = [_evaluate(self.checkout, self.relpath, a, namespace) for a in self.call.args]
-        kwargs = {k.arg: _evaluate(self.checkout, self.relpath, k.value, namespace) for k in self.call.keywords}
+        me = self._instance(block_size)
+        names = {"forward_meta": forward_meta, "self": me, "fd_config": me.fd_config}
+        args = [_run(code, names) for code in self._args]
+        kwargs = {k: _run(code, names) for k, code in self._kwargs.items()}
         return self.function(*args, **kwargs)
 
 
-def _evaluate(checkout: Checkout, relpath: str, node: ast.expr, names: Mapping[str, Any]) -> Any:
-    expression = ast.fix_missing_locations(ast.Expression(node))
-    return eval(compile(expression, str(checkout.root / relpath), "eval"),  # noqa: S307 - the code under test
-                {"__builtins__": builtins, "paddle": paddle(), **names})
+def _code(node: ast.expr, filename: str) -> Any:
+    """An expression of the checkout compiled once, its line numbers kept."""
+    return compile(ast.fix_missing_locations(ast.Expression(node)), filename, "eval")
+
+
+def _run(code: Any, names: Mapping[str, Any]) -> Any:
+    return eval(code, {"__builtins__": builtins, "paddle": paddle(), **names})  # noqa: S307 - the code under test
 
 
 def _config(block_size: int, max_tokens: int) -> SimpleNamespace:
