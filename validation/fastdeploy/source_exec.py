@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import copyreg
 import logging
 from collections.abc import Callable, Mapping
 from types import SimpleNamespace
@@ -35,7 +36,7 @@ import numpy as np
 
 from validation.errors import InputError
 from validation.fastdeploy.checkout import (
-    DSA_BACKEND, INPUT_BATCH, LAYER_FUNCTION, MODEL, RUNNER, STEP_FUNCTION, Checkout, Shape,
+    DSA_BACKEND, INPUT_BATCH, LAYER_FUNCTION, MODEL, RUNNER, STEP_FUNCTION, Checkout, Shape, open_checkout,
 )
 from validation.fastdeploy.op_provider import OpProvider
 from validation.impls.faults import KernelFault
@@ -337,6 +338,18 @@ class CheckoutPath:
         return {"position_ids": meta.position_ids[: int(inputs["num_tokens"])].numpy(), "layers": layers}
 
 
+class _BoundPath(type):
+    """The metaclass of per-checkout classes, so they pickle (the fuzzer hands implementations to its worker
+    processes) as "the checkout at this root", rebuilt from the files on the other side."""
+
+
 def path_class(checkout: Checkout) -> type[CheckoutPath]:
     """A ``CheckoutPath`` bound to ``checkout`` (what the seam instantiates once per run)."""
-    return type(f"FastDeploy_{checkout.commit}", (CheckoutPath,), {"checkout": checkout})
+    return _BoundPath(f"FastDeploy_{checkout.commit}", (CheckoutPath,), {"checkout": checkout})
+
+
+def _rebuild(root: str, commit: str) -> type[CheckoutPath]:
+    return path_class(open_checkout(root, commit))
+
+
+copyreg.pickle(_BoundPath, lambda cls: (_rebuild, (str(cls.checkout.root), cls.checkout.commit)))
