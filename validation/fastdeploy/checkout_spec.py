@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from validation.errors import InputError
-from validation.fastdeploy.checkout import MODEL, RUNNER, STEP_FUNCTION, Shape, called_names, open_checkout, read_commit
+from validation.fastdeploy.checkout import MODEL, Checkout, RUNNER, STEP_FUNCTION, Shape, called_names, open_checkout, read_commit
 from validation.fastdeploy.op_provider import OpProvider
 from validation.fastdeploy.patching import patched_copy
 from validation.fastdeploy.source_exec import LEGACY_CLASS_METHOD, CheckoutPath, path_class
@@ -42,11 +42,24 @@ def resolve_spec(spec: str, field_name: str) -> tuple[str, type[CheckoutPath]]:
             checkout = open_checkout(str(copy), f"{base_commit}+{copy.name.split('+', 1)[1]}")
     except InputError as exc:
         raise InputError(field_name, str(exc)) from None
+    kernels = "; ".join(f"{op}: {short_origin(origin)}" for op, origin in op_origins(checkout).items())
+    return f"{spec} [{checkout.shape.name.lower()} @{checkout.commit}; {kernels}]", path_class(checkout)
+
+
+def op_origins(checkout: Checkout) -> dict[str, str]:
+    """Each custom op the checkout's slot-mapping lines call, and what runs it here."""
     if checkout.shape is Shape.LEGACY:
         node = checkout.function(MODEL, LEGACY_CLASS_METHOD)
     else:
         node = checkout.function(RUNNER, STEP_FUNCTION)
     ops = OpProvider(checkout)
-    used = sorted(called_names(node) & set(ops.namespace()))
-    kernels = "; ".join(f"{op}: {ops.origin(op)}" for op in used)
-    return f"{spec} [{checkout.shape} at {checkout.commit}; {kernels}]", path_class(checkout)
+    return {op: ops.origin(op) for op in sorted(called_names(node) & set(ops.namespace()))}
+
+
+def short_origin(origin: str) -> str:
+    """``kernel: model positions_v1 of X.cu@c (why)`` -> ``model positions_v1 (why)``; compiled origins unchanged."""
+    if not origin.startswith("kernel: model "):
+        return origin
+    model, _, rest = origin.removeprefix("kernel: ").partition(" of ")
+    why = rest[rest.find(" ("):] if " (" in rest else ""
+    return f"{model}{why}" if rest else origin.removeprefix("kernel: ")

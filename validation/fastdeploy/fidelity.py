@@ -19,6 +19,7 @@ from pathlib import Path
 from validation import limits, seam
 from validation.cross_backend import LAYERS, digest
 from validation.fastdeploy.checkout import Checkout, Shape, open_checkout
+from validation.fastdeploy.checkout_spec import op_origins, short_origin
 from validation.fastdeploy.op_provider import OpProvider
 from validation.impls.paddle_runtime import device
 from validation.state import BatchState
@@ -85,9 +86,9 @@ def run_fidelity(root: Path, states: Sequence[BatchState], source: str, out_dir:
     model_name, _ = model_for(checkout)
     spec = f"fastdeploy:{root}"
     model, code = seam.resolve(model_name, num_layers=LAYERS), seam.resolve(spec, num_layers=LAYERS)
-    origins = code.name.split("; ", 1)[-1].rstrip("]").split("; ")
-    backend = "paddle " + device() + ", ops: " + ", ".join(o.split(": ", 1)[-1].split(" of ")[0].removeprefix("kernel: ")
-                                                      for o in origins)
+    used = op_origins(checkout)
+    origins = [f"{op}: {origin}" for op, origin in used.items()]
+    backend = f"paddle {device()}, ops: " + ", ".join(short_origin(o).split(" (")[0] for o in used.values())
     row = FidelityRow(checkout.commit, str(root), model_name, backend, source, states=len(states), origins=origins)
     running_model, running_code = model.new(), code.new()
     for i, state in enumerate(states):
