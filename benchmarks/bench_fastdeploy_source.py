@@ -1,0 +1,67 @@
+"""Benchmark: ``fuzz --profile ci`` with both sides ``fastdeploy:`` checkouts against the same run on the models.
+
+Why: running a checkout's own lines (issue 16) must cost at most 2x the models' time, or reviewers stop running
+it. Each repeat is a fresh ``dsa-validate fuzz`` process (imports, Paddle start-up and the checkouts' parsing
+included), whole-process wall time; the fuzz exit code is printed too (1 is expected: the stale tail is a
+REGRESSION on both sides alike). Median of ``--repeats``; the load average is printed before and after.
+
+    .venv/bin/python benchmarks/bench_fastdeploy_source.py --repeats 3 \
+        --snapshots ../shared/fastdeploy --base d2d633b05c2c --head 2d8338f9e4e6
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MODELS = {"d2d633b05c2c": "legacy", "2d8338f9e4e6": "single_step", "7198b5883a0e": "fused"}
+
+
+def one_run(baseline: str, candidate: str, extra: list[str]) -> tuple[float, int]:
+    """Wall seconds and exit code of one fresh ``fuzz --profile ci`` process."""
+    with tempfile.TemporaryDirectory() as out:
+        command = [sys.executable, "-m", "validation.cli", "fuzz", "--profile", "ci", "--baseline", baseline,
+                   "--candidate", candidate, "--out", out, *extra]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        started = time.monotonic()
+        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+        return time.monotonic() - started, done.returncode
+
+
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "n/a"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--snapshots", type=Path, default=REPO.parent / "shared" / "fastdeploy")
+    parser.add_argument("--base", default="d2d633b05c2c", choices=sorted(MODELS))
+    parser.add_argument("--head", default="2d8338f9e4e6", choices=sorted(MODELS))
+    parser.add_argument("--seed", type=int, default=0, help="one hypothesis seed for both sides (same states)")
+    args = parser.parse_args()
+    extra = ["--seed", str(args.seed)]
+    sides = {
+        "models": (MODELS[args.base], MODELS[args.head]),
+        "fastdeploy": (f"fastdeploy:{args.snapshots / args.base}", f"fastdeploy:{args.snapshots / args.head}"),
+    }
+    print(f"load before: {load()}  (cores: {os.cpu_count()})")
+    medians = {}
+    for label, (baseline, candidate) in sides.items():
+        runs = [one_run(baseline, candidate, extra) for _ in range(args.repeats)]
+        medians[label] = statistics.median(seconds for seconds, _ in runs)
+        print(f"{label}: {baseline} vs {candidate}: " + ", ".join(f"{s:.1f} s (exit {c})" for s, c in runs)
+              + f"; median {medians[label]:.1f} s", flush=True)
+    print(f"ratio fastdeploy/models: {medians['fastdeploy'] / medians['models']:.2f} (target <= 2)")
+    print(f"load after: {load()}")
+
+
+if __name__ == "__main__":
+    main()
