@@ -3,7 +3,8 @@
 Why: running a checkout's own lines (issue 16) must cost at most 2x the models' time, or reviewers stop running
 it. Each repeat is a fresh ``dsa-validate fuzz`` process (imports, Paddle start-up and the checkouts' parsing
 included), whole-process wall time; the fuzz exit code is printed too (1 is expected: the stale tail is a
-REGRESSION on both sides alike). Median of ``--repeats``; the load average is printed before and after.
+REGRESSION on both sides alike). Median of ``--repeats``, the two sides interleaved; the load average is printed
+with every run.
 
     .venv/bin/python benchmarks/bench_fastdeploy_source.py --repeats 3 \
         --snapshots ../shared/fastdeploy --base d2d633b05c2c --head 2d8338f9e4e6
@@ -46,19 +47,24 @@ def main() -> None:
     parser.add_argument("--base", default="d2d633b05c2c", choices=sorted(MODELS))
     parser.add_argument("--head", default="2d8338f9e4e6", choices=sorted(MODELS))
     parser.add_argument("--seed", type=int, default=0, help="one hypothesis seed for both sides (same states)")
+    parser.add_argument("--max-examples", type=int, help="examples per property instead of the ci profile's (a shorter run)")
     args = parser.parse_args()
-    extra = ["--seed", str(args.seed)]
+    extra = ["--seed", str(args.seed)] + ([] if args.max_examples is None else ["--max-examples", str(args.max_examples)])
     sides = {
         "models": (MODELS[args.base], MODELS[args.head]),
         "fastdeploy": (f"fastdeploy:{args.snapshots / args.base}", f"fastdeploy:{args.snapshots / args.head}"),
     }
     print(f"load before: {load()}  (cores: {os.cpu_count()})")
+    runs: dict[str, list[tuple[float, int]]] = {label: [] for label in sides}
+    for _ in range(args.repeats):  # interleaved, so a change of load hits both sides alike
+        for label, (baseline, candidate) in sides.items():
+            runs[label].append(one_run(baseline, candidate, extra))
+            print(f"  {label}: {runs[label][-1][0]:.1f} s (exit {runs[label][-1][1]}), load {load()}", flush=True)
     medians = {}
     for label, (baseline, candidate) in sides.items():
-        runs = [one_run(baseline, candidate, extra) for _ in range(args.repeats)]
-        medians[label] = statistics.median(seconds for seconds, _ in runs)
-        print(f"{label}: {baseline} vs {candidate}: " + ", ".join(f"{s:.1f} s (exit {c})" for s, c in runs)
-              + f"; median {medians[label]:.1f} s", flush=True)
+        medians[label] = statistics.median(seconds for seconds, _ in runs[label])
+        print(f"{label}: {baseline} vs {candidate}: " + ", ".join(f"{s:.1f} s (exit {c})" for s, c in runs[label])
+              + f"; median {medians[label]:.1f} s")
     print(f"ratio fastdeploy/models: {medians['fastdeploy'] / medians['models']:.2f} (target <= 2)")
     print(f"load after: {load()}")
 

@@ -16,6 +16,7 @@ writes into the registered persistent buffer the slice starts at (same data poin
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable
@@ -54,6 +55,7 @@ _COMMENTS = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
 _GLOBAL = re.compile(r"__global__[^{]*\{")
 
 
+@functools.lru_cache(maxsize=256)
 def kernel_fingerprint(cu_path: Path) -> str:
     """sha256[:16] of the file's ``__global__`` functions, comments and whitespace removed."""
     text = _COMMENTS.sub("", cu_path.read_text(encoding="utf-8", errors="replace"))
@@ -163,22 +165,29 @@ class OpProvider:
 
 
 def write_mask_v1(enc: Any, dec: Any, this: Any, mask: Any) -> None:
-    """The v1 kernel's ``mask_encoder_batch``: its ``enc`` rows 1, then (``dec > 0``) its ``this`` rows 0."""
+    """The v1 kernel's ``mask_encoder_batch``: its ``enc`` rows 1, then (``dec > 0``) its ``this`` rows 0 (writes past
+    the mask are dropped: no consumer reads the mask; the position buffer's overruns are reported by the model)."""
     e, d, t = (np.asarray(x.numpy(), dtype=np.int64) for x in (enc, dec, this))
     decode = np.where(d > 0, t, 0)
     offset = np.cumsum(e + decode) - (e + decode)
-    flat = np.asarray(mask.numpy()).reshape(-1).copy()
-    for b in range(e.shape[0]):
-        flat[offset[b]: offset[b] + e[b]] = 1
-        flat[offset[b] + e[b]: offset[b] + e[b] + decode[b]] = 0
-    pd = paddle()
-    pd.assign(pd.to_tensor(flat.reshape(mask.shape)).astype(mask.dtype), mask)
+    counts = np.stack([e, decode], axis=1).reshape(-1)
+    starts = np.stack([offset, offset + e], axis=1).reshape(-1)
+    values = np.repeat(np.tile([1, 0], e.shape[0]), counts)
+    rows = np.repeat(starts, counts) + (np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts))
+    keep = rows < int(np.prod(mask.shape))
+    if keep.any():
+        pd = paddle()
+        flat = mask if len(mask.shape) == 1 else mask.reshape([-1])
+        flat[pd.to_tensor(rows[keep])] = pd.to_tensor(values[keep]).astype(flat.dtype)
+        if flat is not mask:
+            pd.assign(flat.reshape(mask.shape), mask)
 
 
 _INPUTS = re.compile(r"\.Inputs\(\s*\{([^}]*)\}")
 _ATTRS = re.compile(r"\.Attrs\(\s*\{([^}]*)\}")
 
 
+@functools.lru_cache(maxsize=256)
 def op_parameters(cu_path: Path) -> list[str]:
     """The op's positional parameters as its ``PD_BUILD_OP`` declares them: inputs, then attributes."""
     text = _COMMENTS.sub("", cu_path.read_text(encoding="utf-8", errors="replace"))
@@ -208,6 +217,7 @@ def _run_compiled(op: Any, params: list[str], args: list[Any]) -> None:
             pd.assign(pd.to_tensor(np.asarray(value).reshape(target.shape)).astype(target.dtype), target)
 
 
+@functools.lru_cache(maxsize=32)
 def compiled_ops_for(checkout: Checkout) -> tuple[dict[str, Any], str]:
     """The checkout's compiled kernels and "", or {} and why not (CUDA/CuPy or the compiler half absent: the
     models then stand in, named). A kernel that does not compile is the compiler's ``InputError``: exit 2."""

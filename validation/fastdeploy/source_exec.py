@@ -27,8 +27,10 @@ from __future__ import annotations
 import ast
 import builtins
 import copyreg
+import functools
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -59,10 +61,10 @@ class _Allocator:
         self._prior = prior
 
     def empty(self, shape: Any, dtype: Any = None) -> Any:
-        size = int(np.prod(shape))
-        flat = self._prior[:size]
-        memory = np.pad(flat, (0, size - flat.shape[0])).reshape(shape)
-        return paddle().to_tensor(memory).astype(dtype or "float32")
+        memory = np.zeros(int(np.prod(shape)), dtype=np.int64)
+        flat = self._prior[: memory.shape[0]]
+        memory[: flat.shape[0]] = flat
+        return paddle().to_tensor(memory.reshape(shape)).astype(dtype or "float32")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(paddle(), name)
@@ -111,15 +113,19 @@ class _Instance(SimpleNamespace):
         return value
 
 
-def compile_function(checkout: Checkout, relpath: str, node: ast.FunctionDef, names: Mapping[str, Any]) -> Callable:
-    """The checkout's own ``def`` compiled from its AST node (line numbers kept), with ``names`` as its globals."""
-    module = ast.Module(body=[node], type_ignores=[])
-    namespace: dict[str, Any] = {"__builtins__": builtins, "paddle": paddle(), "logger": LOGGER, **names}
+def function_code(checkout: Checkout, relpath: str, node: ast.FunctionDef) -> Any:
+    """The checkout's own ``def`` compiled from its AST node (line numbers kept): a module defining it."""
     try:
-        exec(compile(module, str(checkout.root / relpath), "exec"), namespace)  # noqa: S102 - the code under test
+        return compile(ast.Module(body=[node], type_ignores=[]), str(checkout.root / relpath), "exec")
     except SyntaxError as exc:
         raise InputError("fastdeploy", f"{checkout.root / relpath}:{exc.lineno}: {exc.msg}") from None
-    return namespace[node.name]
+
+
+def bind(code: Any, name: str, names: Mapping[str, Any]) -> Callable:
+    """The function ``name`` that ``code`` defines, with ``names`` as its globals (cheap: no compiling)."""
+    namespace: dict[str, Any] = {"__builtins__": builtins, "paddle": paddle(), "logger": LOGGER, **names}
+    exec(code, namespace)  # noqa: S102 - the code under test
+    return namespace[name]
 
 
 def _self_assignments(tree: ast.Module, attr: str) -> list[ast.expr]:
@@ -163,16 +169,27 @@ def allocation_call(checkout: Checkout, relpath: str, attr: str) -> ast.Call:
                      "(looked for self.X = paddle.zeros/full/empty(...))")
 
 
-def allocate(checkout: Checkout, relpath: str, call: ast.Call, size: int, prior: np.ndarray) -> Any:
-    """Evaluate the checkout's allocation call with its shape replaced by ``[size]`` (the state's buffer size)."""
-    shaped = ast.Call(func=call.func, args=[ast.Name("__size__", ast.Load()), *call.args[1:]], keywords=call.keywords)
-    expression = ast.fix_missing_locations(ast.Expression(ast.copy_location(shaped, call)))
-    try:
-        return eval(compile(expression, str(checkout.root / relpath), "eval"),  # noqa: S307 - the code under test
-                    {"__builtins__": builtins, "paddle": _Allocator(prior), "__size__": [size]})
-    except Exception as exc:  # noqa: BLE001 - what the checkout's expression raised, named
-        raise InputError("fastdeploy", f"{checkout.cite(relpath, call)}: the allocation does not evaluate here "
-                         f"({type(exc).__name__}: {exc})") from None
+@dataclass(frozen=True)
+class Allocation:
+    """The checkout's allocation call of one buffer, its shape replaced by ``[__size__]`` (the state's buffer size)."""
+
+    code: Any
+    where: str
+
+    @classmethod
+    def of(cls, checkout: Checkout, relpath: str, attr: str) -> Allocation:
+        call = allocation_call(checkout, relpath, attr)
+        shaped = ast.Call(func=call.func, args=[ast.Name("__size__", ast.Load()), *call.args[1:]], keywords=call.keywords)
+        expression = ast.fix_missing_locations(ast.Expression(ast.copy_location(shaped, call)))
+        return cls(compile(expression, str(checkout.root / relpath), "eval"), checkout.cite(relpath, call))
+
+    def __call__(self, size: int, prior: np.ndarray) -> Any:
+        try:
+            return eval(self.code, {"__builtins__": builtins, "paddle": _Allocator(prior),  # noqa: S307 - code under test
+                                    "__size__": [size]})
+        except Exception as exc:  # noqa: BLE001 - what the checkout's expression raised, named
+            raise InputError("fastdeploy", f"{self.where}: the allocation does not evaluate here "
+                             f"({type(exc).__name__}: {exc})") from None
 
 
 def _call_sites(checkout: Checkout, relpath: str, name: str) -> list[tuple[ast.Call, ast.ClassDef | None]]:
@@ -197,7 +214,8 @@ class _Consumer:
         call, cls = sites[0]
         self.label = label
         self.where = checkout.cite(relpath, call)
-        self.function = compile_function(checkout, relpath, checkout.function(relpath, LAYER_FUNCTION), {})
+        self.function = bind(function_code(checkout, relpath, checkout.function(relpath, LAYER_FUNCTION)),
+                             LAYER_FUNCTION, {})
         filename = str(checkout.root / relpath)
         self._args = [_code(a, filename) for a in call.args]
         self._kwargs = {k.arg: _code(k.value, filename) for k in call.keywords}
@@ -248,6 +266,32 @@ def _config(block_size: int, max_tokens: int) -> SimpleNamespace:
     )
 
 
+@dataclass(frozen=True)
+class Program:
+    """What one checkout's code needs, compiled once per process: the step function's code, the buffers'
+    allocations, the legacy consumers, and the step function's extra parameters (#7960's ``total_token_num``)."""
+
+    step_code: Any
+    step_name: str
+    allocations: dict[str, Allocation]
+    consumers: tuple[_Consumer, ...] = ()
+    extra_args: tuple[str, ...] = ()
+
+
+@functools.lru_cache(maxsize=32)
+def program(checkout: Checkout) -> Program:
+    """The checkout's ``Program`` (exit 2, one line, when a piece it needs is missing)."""
+    if checkout.shape is Shape.LEGACY:
+        node = checkout.function(MODEL, LEGACY_CLASS_METHOD)
+        return Program(function_code(checkout, MODEL, node), node.name,
+                       {a: Allocation.of(checkout, MODEL, a) for a in _self_attributes(node) if a.endswith("_buffer")},
+                       (_Consumer(checkout, MODEL, "indexer"), _Consumer(checkout, DSA_BACKEND, "attention")))
+    node = checkout.function(RUNNER, STEP_FUNCTION)
+    return Program(function_code(checkout, RUNNER, node), node.name,
+                   {k: Allocation.of(checkout, INPUT_BATCH, k) for k in _buffer_keys(node)},
+                   extra_args=tuple(a.arg for a in node.args.args[1:]))
+
+
 class CheckoutPath:
     """A step function running one checkout's code (subclassed per checkout by ``path_class``); one instance is one
     engine: its persistent buffers live as long as it does."""
@@ -260,22 +304,9 @@ class CheckoutPath:
         self.ops = OpProvider(self.checkout)
         self._buffers: dict[str, Any] = {}
         self._size = -1
-        shape = self.checkout.shape
-        if shape is Shape.LEGACY:
-            node = self.checkout.function(MODEL, LEGACY_CLASS_METHOD)
-            self._step = compile_function(self.checkout, MODEL, node, self.ops.namespace())
-            self._allocations = {a: (MODEL, allocation_call(self.checkout, MODEL, a)) for a in _self_attributes(node)
-                                 if a.endswith("_buffer")}
-            self._consumers = [_Consumer(self.checkout, MODEL, "indexer"),
-                               _Consumer(self.checkout, DSA_BACKEND, "attention")]
-        else:
-            node = self.checkout.function(RUNNER, STEP_FUNCTION)
-            self._step = compile_function(self.checkout, RUNNER, node, {
-                **self.ops.namespace(), "MLAAttentionBackend": _AttentionBackend,
-                "DSAAttentionBackend": _AttentionBackend})
-            self._allocations = {k: (INPUT_BATCH, allocation_call(self.checkout, INPUT_BATCH, k))
-                                 for k in _buffer_keys(node)}
-            self._extra_args = [a.arg for a in node.args.args[1:]]
+        self.program = program(self.checkout)
+        self._step = bind(self.program.step_code, self.program.step_name, {
+            **self.ops.namespace(), "MLAAttentionBackend": _AttentionBackend, "DSAAttentionBackend": _AttentionBackend})
 
     # ---- buffers -------------------------------------------------------------------------------
 
@@ -285,8 +316,7 @@ class CheckoutPath:
             return
         prior = prior_contents(inputs, size)
         self.ops.forget_buffers()
-        self._buffers = {k: self.ops.register(allocate(self.checkout, rel, call, size, prior))
-                         for k, (rel, call) in self._allocations.items()}
+        self._buffers = {k: self.ops.register(allocation(size, prior)) for k, allocation in self.program.allocations.items()}
         self._size = size
 
     # ---- one step ------------------------------------------------------------------------------
@@ -316,7 +346,7 @@ class CheckoutPath:
         runner = SimpleNamespace(
             share_inputs=self._buffers, forward_meta=meta, cache_config=SimpleNamespace(block_size=int(inputs["block_size"])),
             attn_backends=[_AttentionBackend()], routing_replay_manager=None)
-        self._step(runner, *[rows for _ in self._extra_args])  # total_token_num (#7960): the runner's launch count
+        self._step(runner, *[rows for _ in self.program.extra_args])  # total_token_num (#7960): the runner's launch count
         positions = self.ops.base(meta.position_ids)
         slots = self.ops.base(meta.slot_mapping)
         return {"position_ids": positions[: int(inputs["num_tokens"])].numpy(),
@@ -329,12 +359,12 @@ class CheckoutPath:
         if padded > launch(inputs) and past.size:  # a replayed graph reads the captured table, rows past bsz included
             table = np.concatenate([table, past.reshape(-1, table.shape[1])])
         meta = self._forward_meta(inputs, padded, table, "legacy per-layer slot mapping")
-        model = SimpleNamespace(**{attr: self._buffers[attr] for attr in self._allocations})
+        model = SimpleNamespace(**self._buffers)
         meta.position_ids, meta.mask_encoder_batch = self._step(model, meta)
         bs = int(inputs["block_size"])
         layers = []
         for _ in range(self.num_layers):
-            layers.append({c.label: c.slots(meta, bs).numpy() for c in self._consumers})
+            layers.append({c.label: c.slots(meta, bs).numpy() for c in self.program.consumers})
         return {"position_ids": meta.position_ids[: int(inputs["num_tokens"])].numpy(), "layers": layers}
 
 
