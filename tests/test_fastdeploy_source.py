@@ -136,3 +136,9 @@ def test_an_unmodelled_kernel_is_named_not_silently_modelled(tmp_path) -> None:
     copy = edited_copy(tmp_path, PR7367, cu, "position_ids[offset + i] = i;", "position_ids[offset + i] = i + 1;")
     name = seam.resolve(f"fastdeploy:{copy}").name
     assert "NOT the checkout's kernel" in name and cu in name
+
+
+def test_a_step_input_read_from_share_inputs_is_the_states_not_a_buffer(tmp_path) -> None:
+    copy = edited_copy(tmp_path, PR7367, RUNNER, "            self.forward_meta.seq_lens_this_time,\n            position_ids,",
+                       '            self.share_inputs["seq_lens_this_time"],\n            position_ids,')
+    assert findings(f"fastdeploy:{LEGACY}", f"fastdeploy:{copy}") == findings("legacy", "single_step")

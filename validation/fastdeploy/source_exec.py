@@ -46,6 +46,9 @@ from validation.impls.paddle_paths import DEFAULT_NUM_LAYERS, launch, prior_cont
 from validation.impls.paddle_runtime import paddle
 
 LEGACY_CLASS_METHOD = "pre_process"
+# ``forward_meta`` / ``share_inputs`` entries that are this step's inputs (from the state), not persistent buffers.
+STEP_FIELDS = ("seq_lens_encoder", "seq_lens_decoder", "seq_lens_this_time", "block_tables", "batch_id_per_token",
+               "cu_seqlens_q")
 LOGGER = logging.getLogger("fastdeploy.source")
 
 
@@ -288,7 +291,7 @@ def program(checkout: Checkout) -> Program:
                        (_Consumer(checkout, MODEL, "indexer"), _Consumer(checkout, DSA_BACKEND, "attention")))
     node = checkout.function(RUNNER, STEP_FUNCTION)
     return Program(function_code(checkout, RUNNER, node), node.name,
-                   {k: Allocation.of(checkout, INPUT_BATCH, k) for k in _buffer_keys(node)},
+                   {k: Allocation.of(checkout, INPUT_BATCH, k) for k in _buffer_keys(node) if k not in STEP_FIELDS},
                    extra_args=tuple(a.arg for a in node.args.args[1:]))
 
 
@@ -334,7 +337,7 @@ class CheckoutPath:
     def _forward_meta(self, inputs: Mapping[str, Any], rows: int, table: np.ndarray, what: str) -> SimpleNamespace:
         pd = paddle()
         i32 = {n: pd.to_tensor(np.ascontiguousarray(inputs[n], dtype=np.int32))
-               for n in ("seq_lens_encoder", "seq_lens_decoder", "seq_lens_this_time")}
+               for n in ("seq_lens_encoder", "seq_lens_decoder", "seq_lens_this_time", "cu_seqlens_q")}
         bid = np.ascontiguousarray(np.asarray(inputs["batch_id_per_token"], dtype=np.int32)[:rows])
         return SimpleNamespace(
             **i32, ids_remove_padding=pd.zeros([rows], dtype="int64"), batch_id_per_token=pd.to_tensor(bid),
@@ -343,8 +346,11 @@ class CheckoutPath:
     def _runner_step(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         rows = launch(inputs)
         meta = self._forward_meta(inputs, rows, np.asarray(inputs["block_tables"]), "slot mapping")
+        config = _config(int(inputs["block_size"]), int(inputs["max_num_batched_tokens"]))
+        step_fields = {n: getattr(meta, n) for n in STEP_FIELDS}
         runner = SimpleNamespace(
-            share_inputs=self._buffers, forward_meta=meta, cache_config=SimpleNamespace(block_size=int(inputs["block_size"])),
+            share_inputs={**step_fields, **self._buffers}, forward_meta=meta, fd_config=config,
+            cache_config=config.cache_config, scheduler_config=config.scheduler_config,
             attn_backends=[_AttentionBackend()], routing_replay_manager=None)
         self._step(runner, *[rows for _ in self.program.extra_args])  # total_token_num (#7960): the runner's launch count
         positions = self.ops.base(meta.position_ids)
