@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from validation.errors import InputError
-from validation.fastdeploy.checkout import OP_TESTS_DIR, Checkout  # noqa: F401 - OP_TESTS_DIR re-exported
+from validation.fastdeploy.checkout import OP_TESTS_DIR, Checkout
 from validation.fastdeploy.op_provider import OpProvider
 from validation.impls.paddle_runtime import device, paddle
 
