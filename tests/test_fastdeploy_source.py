@@ -142,3 +142,11 @@ def test_a_step_input_read_from_share_inputs_is_the_states_not_a_buffer(tmp_path
     copy = edited_copy(tmp_path, PR7367, RUNNER, "            self.forward_meta.seq_lens_this_time,\n            position_ids,",
                        '            self.share_inputs["seq_lens_this_time"],\n            position_ids,')
     assert findings(f"fastdeploy:{LEGACY}", f"fastdeploy:{copy}") == findings("legacy", "single_step")
+
+
+def test_a_checkout_implementation_pickles_for_the_fuzzers_workers() -> None:
+    import pickle
+
+    impl = seam.resolve(f"fastdeploy:{PR7367}+{PATCH}", num_layers=2)
+    again = pickle.loads(pickle.dumps(impl))
+    assert again.target.checkout == impl.target.checkout and callable(again.new())
