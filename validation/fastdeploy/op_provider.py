@@ -121,7 +121,9 @@ class OpProvider:
             self.origins[name] = self.origin(name)
             compiled = self._compiled_op(name)
             if compiled is not None:
-                _run_compiled(compiled, self._op_signature(name), [self.base(a) if _is_tensor(a) else a for a in args])
+                overruns = _run_compiled(compiled, self._op_signature(name),
+                                         [self.base(a) if _is_tensor(a) else a for a in args])
+                self.hazards.extend(f"{name} (compiled) wrote outside {tensor}: {what}" for tensor, what in overruns.items())
                 return
             self._run_model(name, self._model_for(name)[0], args)
         run.__name__ = name
@@ -203,8 +205,9 @@ def _is_tensor(value: Any) -> bool:
     return hasattr(value, "data_ptr") and hasattr(value, "numpy")
 
 
-def _run_compiled(op: Any, params: list[str], args: list[Any]) -> None:
-    """Run a compiled kernel on the arguments' host copies and write its in-place outputs back."""
+def _run_compiled(op: Any, params: list[str], args: list[Any]) -> dict[str, Any]:
+    """Run a compiled kernel on the arguments' host copies, write its in-place outputs back, and return what it
+    wrote outside its tensors (the compiled op's guards: ``overruns``)."""
     pd = paddle()
     if len(params) != len(args):
         params = params[: len(args)]
@@ -215,6 +218,7 @@ def _run_compiled(op: Any, params: list[str], args: list[Any]) -> None:
         target = by_name.get(key) if key in by_name else by_name.get(key.removesuffix("_out"))
         if target is not None and _is_tensor(target):
             pd.assign(pd.to_tensor(np.asarray(value).reshape(target.shape)).astype(target.dtype), target)
+    return dict(getattr(outputs, "overruns", {}))
 
 
 @functools.lru_cache(maxsize=32)
