@@ -73,7 +73,7 @@ def build_machine(config: FuzzConfig, collector: Collector) -> type[RuleBasedSta
             """The capture dummy run: every captured row prefills one token over ``arange`` blocks (run, not triaged)."""
             n, block_num = len(self.rows), int(self.rng.integers(1, 3))
             tables = np.arange(n * block_num, dtype=np.int32).reshape(n, block_num)
-            padded = pad_tokens(n, "capture", 0)
+            padded = pad_tokens(n, "capture", 0, decode_only=True)
             state = BatchState.from_dict({
                 "seq_lens_encoder": [1] * n, "seq_lens_decoder": [0] * n, "seq_lens_this_time": [1] * n,
                 "block_tables": tables.tolist(), "block_size": self.sched.block_size, "padded_num_tokens": padded,

@@ -14,20 +14,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from validation.launch_padding import MAX_NUM_SEQS, MAX_OVERLAP, PADDINGS, launch_size
 from validation.state import BatchState
 
 INT32_MAX = 2**31 - 1
 MAX_MODEL_LEN = 163_840  # DeepSeek-V3.2's maximum context
 LAUNCH_LIMIT = 1024  # threads in one CUDA block: <<<1, bsz>>> launches at most this many requests
-# CUDA-graph capture sizes as FastDeploy's default list runs them: small batches densely, then by 16s/32s.
-CAPTURE_SIZES = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 448, 512)
-# The overlap schedule's token estimate exceeds the real count by at most this much.
-MAX_OVERLAP = 8
 # Bound on block-table cells (bsz * max_blocks): keeps block-size-1 sweeps and huge batches in memory.
 MAX_TABLE_CELLS = 1 << 18
 
 PHASES = ("empty", "idle", "prefill", "chunked", "prefix_hit", "decode", "mtp")
-PADDINGS = ("none", "capture", "overlap")
 
 
 class PoolExhausted(RuntimeError):
@@ -103,10 +99,12 @@ class Scheduler:
     """
 
     def __init__(self, rng: np.random.Generator, *, block_size: int, num_slots: int, budget: int,
-                 pool_blocks: int, huge_ids: bool = False, fragmented: bool = True) -> None:
+                 pool_blocks: int, huge_ids: bool = False, fragmented: bool = True,
+                 max_num_seqs: int = MAX_NUM_SEQS) -> None:
         self.rng = rng
         self.block_size = block_size
         self.budget = budget
+        self.max_num_seqs = max_num_seqs  # the runner's, which sets the capture list
         base = 0
         if huge_ids:  # straddle the int32 overflow threshold of id * block_size
             base = max(0, min(2**31 // block_size - pool_blocks // 2, INT32_MAX - pool_blocks))
@@ -208,7 +206,8 @@ class Scheduler:
             if req is not None and req.blocks:
                 tables[i, : len(req.blocks)] = req.blocks
         num_tokens = int(this.sum())
-        padded = pad_tokens(num_tokens, padding, overlap_extra)
+        decode_only = not enc.any()
+        padded = pad_tokens(num_tokens, padding, overlap_extra, decode_only=decode_only, max_num_seqs=self.max_num_seqs)
         state = BatchState.from_dict({
             "seq_lens_encoder": enc, "seq_lens_decoder": dec, "seq_lens_this_time": this,
             "block_tables": tables, "block_size": bs, "padded_num_tokens": padded,
@@ -242,13 +241,12 @@ class Scheduler:
         return done
 
 
-def pad_tokens(num_tokens: int, padding: str, overlap_extra: int) -> int:
-    """The launch size: a CUDA-graph capture size, or an overlap-schedule estimate a little above."""
-    if padding == "capture" and num_tokens > 0:  # an empty step replays no graph
-        return next((c for c in CAPTURE_SIZES if c >= num_tokens), num_tokens)
-    if padding == "overlap":
-        return num_tokens + overlap_extra
-    return num_tokens
+def pad_tokens(num_tokens: int, padding: str, overlap_extra: int, *, decode_only: bool,
+               max_num_seqs: int = MAX_NUM_SEQS) -> int:
+    """The launch size (``validation.launch_padding``): a capture size, or an overlap prediction that counted
+    ``overlap_extra`` requests which have stopped running since; a step that prefills is not padded."""
+    return launch_size(num_tokens, padding, decode_only=decode_only, max_num_seqs=max_num_seqs,
+                       predicted=num_tokens + overlap_extra)
 
 
 def state_tags(state: BatchState, padding: str, phases: list[str] | tuple[str, ...]) -> set[str]:

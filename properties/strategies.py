@@ -136,10 +136,13 @@ def cases(draw: st.DrawFn, block_sizes: Sequence[int] = DEFAULT_BLOCK_SIZES) -> 
     bsz = _dial(draw, BATCH_TIERS, LAUNCH_LIMIT + 64)
     max_ctx = max(1, min(MAX_MODEL_LEN - 8, MAX_TABLE_CELLS * block_size // bsz - 3 * block_size))
     ctx_cap = _dial(draw, CONTEXT_TIERS, MAX_MODEL_LEN, cap=max_ctx)
+    padding = draw(st.sampled_from(PADDINGS))
+    # Only a decode-only step pads (validation.launch_padding): capture draws decode-only steps, overlap half.
+    decode = padding == "capture" or (padding == "overlap" and draw(st.booleans()))
     knobs = {
-        "mix": draw(st.sampled_from(tuple(MIXES))),
+        "mix": "decode" if decode else draw(st.sampled_from(tuple(MIXES))),
         "budget": max(draw(st.sampled_from(BUDGETS)), 2 * bsz if bsz > LARGE_BATCH else 0),
-        "padding": draw(st.sampled_from(PADDINGS)),
+        "padding": padding,
         "overlap_extra": draw(st.integers(1, MAX_OVERLAP)),
         "huge_ids": draw(st.integers(0, 15)) == 15,
         "fragmented": draw(st.integers(0, 3)) != 0,

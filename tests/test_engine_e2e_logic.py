@@ -105,9 +105,10 @@ def test_tail_reset_restores_the_truth_under_capture(tok) -> None:
         pytest.skip("tail_reset is not registered in validation.seam yet (it comes with the fidelity branch)")
     r = e2e(tok, padding="capture", baseline="single_step", candidate="tail_reset")
     assert r.exit_code == 0 and not r.slot_counts["REGRESSION"] and r.slot_counts["FIX"]
-    # What is left against the oracle is the v1 chunk continuation alone, nothing from a padding row.
+    # What is left against the oracle is the v1 chunk continuation alone, nothing from a padding row. (With
+    # FastDeploy's capture list only this workload's 3-request decode steps pad, by one row each, and no request
+    # reads what those rows overwrite, so the baseline's taint is the chunk continuation's too.)
     assert not any("padding" in t["cause"] for t in r.taint["candidate"].values())
-    assert any("padding" in t["cause"] for t in r.taint["baseline"].values())
 
 
 MUTANTS = ["OffByOneDecode", "WrongBlockAtBlockEnd", "PrefixHitRestartsAtZero", "CompactedRequestIndex",

@@ -10,7 +10,8 @@ import pytest
 
 from engine_fakes import FakeModel
 from evals.engine.engine import Engine, EngineConfig, QueueFull, SamplingParams
-from evals.engine.model_runner import OVERLAP_EXTRA, SlotMappingFailure, capture_sizes, launch_size
+from evals.engine.model_runner import SlotMappingFailure
+from validation.launch_padding import capture_launch
 from validation.state import BatchState
 
 
@@ -51,6 +52,7 @@ def drive(eng: Engine, staggered: bool = True):
 def test_every_step_is_a_valid_batch_state_with_the_same_step_inputs(padding: str) -> None:
     phases = set()
     preempted = 0
+    overlap_padded = False
     for record in drive(engine(padding=padding)):
         inputs = record.batch.inputs
         state = BatchState.from_dict({k: inputs[k] for k in (
@@ -65,18 +67,17 @@ def test_every_step_is_a_valid_batch_state_with_the_same_step_inputs(padding: st
                 assert inputs[key] == value, key
         n, padded = state.num_tokens, state.padded_num_tokens
         assert record.batch.token_ids.shape == (padded,)
-        assert padded == launch_size(n, padding, 48)
+        if padding == "overlap":  # the previous step's prediction: the finished requests' rows on top
+            overlap_padded |= padded > n
+            assert padded == n or n < padded <= 4  # at most max_num_seqs requests were predicted
+        else:
+            decode_only = not state.seq_lens_encoder.any()
+            assert padded == (capture_launch(n, 4, decode_only=decode_only) if padding == "capture" else n)
         phases |= {s.phase for s in record.output.scheduled}
         preempted += len(record.output.preempted)
     assert {"prefill", "chunked", "prefix_hit", "decode"} <= phases
     assert preempted and "recompute" in phases
-
-
-def test_capture_and_overlap_sizes() -> None:
-    assert capture_sizes(48) == [1, 2, 4, 8, 16, 32, 48]
-    assert [launch_size(n, "capture", 48) for n in (0, 1, 3, 17, 40, 48)] == [0, 1, 4, 32, 48, 48]
-    assert launch_size(5, "overlap", 48) == 5 + OVERLAP_EXTRA
-    assert launch_size(5, "none", 48) == 5
+    assert overlap_padded == (padding == "overlap")
 
 
 def test_oracle_and_a_correct_path_give_identical_tokens() -> None:

@@ -28,7 +28,7 @@ from validation.options import add_backend, add_sides
 
 
 def register(subparsers: Any) -> None:
-    from evals.engine.model_runner import PADDINGS
+    from validation.launch_padding import PADDINGS
     from evals.e2e.workload import PLAN
 
     cmd = subparsers.add_parser(

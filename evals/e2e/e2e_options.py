@@ -34,7 +34,7 @@ class E2EOptions:
 
 def check_options(options: E2EOptions) -> None:
     """Bad input is one ``InputError`` naming the option."""
-    from evals.engine.model_runner import PADDINGS
+    from validation.launch_padding import PADDINGS
     from evals.e2e.workload import PLAN
     from validation.seam import resolve
 

@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from evals.engine.allocator import BlockAllocator
-from evals.engine.model_runner import PADDINGS, StepBatch, StepSlots, build_batch, compute_slots, forward
+from evals.engine.model_runner import StepBatch, StepSlots, build_batch, compute_slots, forward
 from evals.engine.scheduler import Request, Scheduler, SchedulerOutput, Status
 from validation.errors import InputError
+from validation.launch_padding import PADDINGS
 
 DEFAULT_CACHE_TOKENS = 8192
 
@@ -129,6 +130,7 @@ class Engine:
         self._requests: dict[int, Request] = {}
         self._ids = itertools.count()
         self._steps = 0
+        self._predicted = -1  # the overlap schedule's launch prediction for the next step (-1: none)
         self.last_record: StepRecord | None = None
 
     # ---- the facade --------------------------------------------------------------------------------
@@ -171,7 +173,8 @@ class Engine:
         if not output.scheduled:
             return None
         batch = build_batch(output, block_size=self.config.block_size, max_blocks=self.max_blocks,
-                            padding=self.config.padding, max_num_batched_tokens=self.config.max_num_batched_tokens)
+                            padding=self.config.padding, max_num_batched_tokens=self.config.max_num_batched_tokens,
+                            max_num_seqs=self.config.max_num_seqs, predicted=self._predicted)
         return PendingStep(output, batch, compute_slots(self._slot_fn, batch, self.num_layers))
 
     def complete_step(self, pending: PendingStep, logits: np.ndarray) -> list[RequestOutput]:
@@ -184,6 +187,9 @@ class Engine:
                 sampled[share.request.request_id] = int(np.argmax(logits[row]))
         self.last_record = StepRecord(self._steps, output, batch, pending.slots, logits, sampled)
         self._steps += 1
+        # The next step's overlap prediction: the requests that ran this one, unless it prefilled
+        # (gpu_model_runner.py@2d8338f9e4e6:340-356; no block-step requests in this engine).
+        self._predicted = -1 if any(s.prefilling for s in output.scheduled) else len(output.scheduled)
         finished = {r.request_id for r in self.scheduler.update(output, sampled)}
         outs = []
         for rid, token in sampled.items():

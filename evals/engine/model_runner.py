@@ -7,13 +7,14 @@ through the seam, and feeds what it returned to the model: the positions it comp
 layer and consumer, the slots every launched row is written to. The implementation is instantiated
 once per engine, so its persistent buffers live across steps as in FastDeploy's model runner.
 
-Launch sizes (``padding``): ``none`` launches the real token count; ``capture`` pads it to the next
-CUDA-graph capture size (powers of two up to the token budget, then the budget: a simplification of
-FastDeploy's configurable capture list, inferred, not read); ``overlap`` launches the overlap scheduler's
-estimate, modelled as the real count plus ``OVERLAP_EXTRA`` (the size of the over-estimate is inferred; that
-the extra rows carry batch id -1 and are gathered eagerly is read, SPEC 4a), given to the slot mapping as
-``launch_num_tokens``. The persistent
-buffers (``max_num_batched_tokens`` in the mapping) hold the budget plus that margin.
+Launch sizes (``padding``, ``validation.launch_padding``, where FastDeploy's rules are cited): ``none``
+launches the real token count; ``capture`` pads a decode-only step to the next size of FastDeploy's default
+CUDA-graph capture list for the engine's ``max_num_seqs`` (a step that prefills, or is above the largest
+size, runs eagerly, unpadded); ``overlap`` launches the overlap schedule's prediction, the number of
+requests that ran the previous step when neither step prefilled (it exceeds the real count by the requests
+that finished in between), given to the slot mapping as ``launch_num_tokens``. The persistent buffers
+(``max_num_batched_tokens`` in the mapping) hold the larger of the token budget and ``max_num_seqs``, which
+bounds every launch.
 """
 
 from __future__ import annotations
@@ -24,36 +25,15 @@ from typing import Any
 import numpy as np
 
 from evals.engine.scheduler import SchedulerOutput
+from validation.launch_padding import PADDINGS, launch_size
 from validation.seam import Observation, StepFn, observe
 from validation.state import BatchState
 
-PADDINGS = ("none", "capture", "overlap")
-OVERLAP_EXTRA = 2
 PAD_TOKEN_ID = 0  # what a padding row computes (its K/V are written wherever its slot points)
 
 
 class SlotMappingFailure(RuntimeError):
     """The implementation under test raised, returned something unusable, or wrote out of bounds."""
-
-
-def capture_sizes(max_tokens: int) -> list[int]:
-    """CUDA-graph capture sizes: 1, 2, 4, ... below the budget, then the budget itself."""
-    sizes, size = [], 1
-    while size < max_tokens:
-        sizes.append(size)
-        size *= 2
-    return [*sizes, max_tokens]
-
-
-def launch_size(num_tokens: int, padding: str, max_tokens: int) -> int:
-    """How many rows the step launches for ``num_tokens`` real tokens."""
-    if num_tokens == 0 or padding == "none":
-        return num_tokens
-    if padding == "capture":
-        return next(s for s in capture_sizes(max_tokens) if s >= num_tokens)
-    if padding == "overlap":
-        return num_tokens + OVERLAP_EXTRA
-    raise ValueError(f"unknown padding {padding!r} (choose from: {', '.join(PADDINGS)})")
 
 
 @dataclass
@@ -89,9 +69,10 @@ class StepSlots:
 
 
 def build_batch(output: SchedulerOutput, *, block_size: int, max_blocks: int, padding: str,
-                max_num_batched_tokens: int) -> StepBatch:
+                max_num_batched_tokens: int, max_num_seqs: int, predicted: int = -1) -> StepBatch:
     """The step's inputs from the scheduler's decision and the requests' block tables (before the step
-    is committed: each request's ``num_computed`` is still what its cache held before it)."""
+    is committed: each request's ``num_computed`` is still what its cache held before it). ``predicted`` is
+    the overlap schedule's prediction from the previous step (-1: none, the real count is launched)."""
     bsz = output.num_rows
     enc = np.zeros(bsz, np.int32)
     dec = np.zeros(bsz, np.int32)
@@ -114,8 +95,8 @@ def build_batch(output: SchedulerOutput, *, block_size: int, max_blocks: int, pa
         blocks = request.table.blocks
         tables[r, :len(blocks)] = blocks
     num_tokens = int(this.sum())
-    launch_cap = max_num_batched_tokens
-    padded = launch_size(num_tokens, padding, launch_cap)
+    decode_only = not any(share.prefilling for share in output.scheduled)
+    padded = launch_size(num_tokens, padding, decode_only=decode_only, max_num_seqs=max_num_seqs, predicted=predicted)
     token_request = np.repeat(np.arange(bsz, dtype=np.int32), this)
     starts = np.repeat(dec, this).astype(np.int32)
     within = np.arange(num_tokens, dtype=np.int32) - np.repeat(np.cumsum(this) - this, this).astype(np.int32)
@@ -126,7 +107,7 @@ def build_batch(output: SchedulerOutput, *, block_size: int, max_blocks: int, pa
     # engine's block table has no rows past the batch (None).
     state = BatchState(seq_lens_encoder=enc, seq_lens_decoder=dec, seq_lens_this_time=this, block_tables=tables,
                        block_size=block_size, padded_num_tokens=padded,
-                       max_num_batched_tokens=max_num_batched_tokens + OVERLAP_EXTRA,
+                       max_num_batched_tokens=max(max_num_batched_tokens, max_num_seqs),
                        launch_num_tokens=padded if padding == "overlap" else None)
     ids = np.full(padded, PAD_TOKEN_ID, np.int64)
     ids[:num_tokens] = token_ids
