@@ -38,24 +38,25 @@ def equivalence(case: Case, cfg: FuzzConfig) -> Report:
     base = run_case(cfg.baseline_impl.new(), case, cfg.layers)
     cand = run_case(cfg.candidate_impl.new(), case, cfg.layers)
     return compare.triage(case.state, base, cand, cfg.baseline, cfg.candidate, cfg.layers,
-                          max_per_group=FINDINGS_PER_GROUP)
+                          max_per_group=FINDINGS_PER_GROUP, pad_contract=cfg.pad_contract)
 
 
 def truth_check(case: Case, cfg: FuzzConfig) -> Report:
     """Candidate vs the oracle; the baseline runs only where the candidate is wrong, to triage it."""
     expected = truth(case.state)
     cand = run_case(cfg.candidate_impl.new(), case, cfg.layers)
-    if _matches(cand, expected, cfg.layers):
+    if _matches(cand, expected, cfg.layers, cfg.pad_contract):
         report = Report(case.state, cfg.baseline, cfg.candidate, cfg.layers)
         report.counts[OK] += len(expected.tokens) * (1 + 2 * cfg.layers)
         return report
     base = run_case(cfg.baseline_impl.new(), case, cfg.layers)
     return compare.triage(case.state, base, cand, cfg.baseline, cfg.candidate, cfg.layers, expected,
-                          max_per_group=FINDINGS_PER_GROUP)
+                          max_per_group=FINDINGS_PER_GROUP, pad_contract=cfg.pad_contract)
 
 
-def _matches(obs: Observation, expected: Truth, layers: int) -> bool:
-    """Whether an observation is right everywhere (dtype, length, value; padding negative), in numpy."""
+def _matches(obs: Observation, expected: Truth, layers: int, pad_contract: str) -> bool:
+    """Whether an observation is right everywhere (dtype, length, value; padding negative, or -1 under the
+    minus-one contract), in numpy."""
     if obs.error is not None or obs.hazards or len(obs.layers) != layers:
         return False
     n = expected.num_tokens
@@ -69,7 +70,8 @@ def _matches(obs: Observation, expected: Truth, layers: int) -> bool:
             got = layer[consumer]
             if got.dtype != compare.SLOT_DTYPE or got.shape != want.shape:
                 return False
-            if not np.array_equal(got[:n], want[:n]) or bool((got[n:] >= 0).any()):
+            pad_wrong = (got[n:] >= 0) if pad_contract == "negative" else (got[n:] != -1)
+            if not np.array_equal(got[:n], want[:n]) or bool(pad_wrong.any()):
                 return False
     return True
 

@@ -24,7 +24,7 @@ from properties.mutation import RIGHT_BASELINE, MutantOutcome, catalogue_specs, 
 from validation import seam
 from validation.errors import InputError
 from validation.impls import mutants
-from validation.options import add_backend, add_layers, add_sides, positive_int
+from validation.options import add_backend, add_layers, add_pad_contract, add_sides, positive_int
 
 REGRESSIONS_DIR = fixtures.ROOT / "regressions"
 
@@ -58,6 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     fuzz.add_argument("--json", action="store_true", help="print the result as JSON instead of text")
     add_backend(fuzz)
     add_layers(fuzz, PROPERTY_LAYERS)
+    add_pad_contract(fuzz)
+    fuzz.add_argument("--pre-serving", action="store_true",
+                      help="let the state machine skip the server's start-up (profile run, capture warm-up): a "
+                           "zero-filled first step, which no served step sees")
     fuzz.set_defaults(func=run)
 
 
@@ -68,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         args.baseline, args.candidate, profile=args.profile, block_sizes=block_sizes, sweep=args.sweep_block_sizes,
         backend=args.backend, layers=args.layers, strict=args.strict,
         properties=[p.strip() for p in args.properties.split(",") if p.strip()],
-        progress=progress, max_examples=args.max_examples, seed=args.seed, out_dir=args.out, use_known=not args.no_known)
+        progress=progress, max_examples=args.max_examples, seed=args.seed, out_dir=args.out, use_known=not args.no_known,
+        pad_contract=args.pad_contract, pre_serving=args.pre_serving)
     if args.save_regressions:
         save_regressions(result)
     print(json.dumps(result.to_dict()) if args.json else render(result))

@@ -15,6 +15,7 @@ from properties.strategies import DEFAULT_BLOCK_SIZES, SWEEP_BLOCK_SIZES
 from validation import seam
 from validation.compare import FIX, REGRESSION, SHARED_BUG
 from validation.errors import InputError
+from validation.options import PAD_CONTRACTS
 
 # Layers are identical by construction in the built-in models; two are enough to catch a layer that
 # diverges, at half the Paddle calls of the CLI's default.
@@ -32,6 +33,8 @@ class FuzzConfig:
     strict: bool = False
     out_dir: Path = field(default=DEFAULT_OUT)
     use_known: bool = True  # findings listed in fixtures/known_findings.json are reported, not failing
+    pad_contract: str = PAD_CONTRACTS[0]  # what a padded row's slot must be (validation.options)
+    pre_serving: bool = False  # the state machine may skip the server's start-up (zero-filled first step)
 
     def known(self, verdict: str, scenario: str) -> str | None:
         """The recorded reason when this (verdict, scenario) is a known finding for these sides."""
@@ -58,8 +61,9 @@ class FuzzConfig:
     def reproduce(self, path: Path | str) -> str:
         """The one-line command that replays a saved state through the same two sides."""
         backend = "" if self.backend == "paddle" else f" --backend {self.backend}"
+        contract = "" if self.pad_contract == PAD_CONTRACTS[0] else f" --pad-contract {self.pad_contract}"
         return (f"dsa-validate check --state {path} --baseline {self.baseline} --candidate {self.candidate}"
-                f"{backend} --layers {self.layers}")
+                f"{backend} --layers {self.layers}{contract}")
 
 
 def parse_block_sizes(text: str, *, sweep: bool = False) -> tuple[int, ...]:

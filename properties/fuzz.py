@@ -24,6 +24,7 @@ from properties.suite import build_property
 from validation.compare import REGRESSION
 from validation.verdicts import Verdict
 from validation.errors import InputError
+from validation.options import PAD_CONTRACTS
 
 Progress = Callable[[str], None]
 
@@ -88,13 +89,16 @@ def run_fuzz(baseline: str = "legacy", candidate: str = "single_step", *, profil
              layers: int = PROPERTY_LAYERS, strict: bool = False, properties: Sequence[str] | None = None,
              stop_at_first_failure: bool = False, progress: Progress | None = None,
              max_examples: int | None = None, seed: int | None = None,
-             out_dir: Path | str = DEFAULT_OUT, jobs: int | None = None, use_known: bool = True) -> FuzzResult:
+             out_dir: Path | str = DEFAULT_OUT, jobs: int | None = None, use_known: bool = True,
+             pad_contract: str = PAD_CONTRACTS[0], pre_serving: bool = False) -> FuzzResult:
     """Run the properties (default: all five, the state machine included) and collect every finding.
 
     ``candidate``/``baseline`` are seam specs (registry name, ``module:NAME``, ``path.py:NAME``).
     ``sweep`` draws block sizes from the sweep list (1 ... 256); ``block_sizes`` fixes them.
     ``max_examples`` overrides the profile's budget for every property; ``seed`` fixes the seed.
     ``use_known=False`` fails on findings recorded in ``fixtures/known_findings.json`` too.
+    ``pad_contract`` is what a padded row's slot must be; ``pre_serving`` lets the state machine start
+    before the server's start-up (on zero-filled buffers, a state no served step sees).
     ``jobs`` processes share the properties (default: one per CPU); ``1`` runs them in this process.
     """
     selected = tuple(properties or profiles.PROPERTIES)
@@ -104,7 +108,10 @@ def run_fuzz(baseline: str = "legacy", candidate: str = "single_step", *, profil
     if layers < 1:
         raise InputError("layers", f"must be >= 1, got {layers}")
     sizes = SWEEP_BLOCK_SIZES if sweep else tuple(block_sizes or DEFAULT_BLOCK_SIZES)
-    config = FuzzConfig(baseline, candidate, sizes, backend, layers, strict, Path(out_dir), use_known)
+    if pad_contract not in PAD_CONTRACTS:
+        raise InputError("pad-contract", f"unknown contract {pad_contract!r} (choose from: {', '.join(PAD_CONTRACTS)})")
+    config = FuzzConfig(baseline, candidate, sizes, backend, layers, strict, Path(out_dir), use_known, pad_contract,
+                        pre_serving)
     config.baseline_impl, config.candidate_impl  # resolve both now: a bad spec is an InputError, not a finding
     started = time.perf_counter()
     options = {"profile": profile, "max_examples": max_examples, "seed": seed}

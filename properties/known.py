@@ -27,13 +27,20 @@ class Known:
     reason: str
     evidence: str
     source: tuple[str, ...] = ()  # the FastDeploy lines it rests on (file@commit:line), or "inferred: ..."
+    name: str = ""  # what a summary calls it, e.g. "stale padded slots"
+    findings: str = ""  # where FINDINGS.md writes it up, e.g. "FINDINGS 1"
+
+    def label(self, verdict: str) -> str:
+        """``REGRESSION: stale padded slots, FINDINGS 1``: how a summary row and the verdict name it."""
+        return f"{verdict}: {self.name or self.scenario_prefix.strip()}" + (f", {self.findings}" if self.findings else "")
 
 
 @functools.cache
 def entries(path: Path = KNOWN_FILE) -> tuple[Known, ...]:
     data = json.loads(path.read_text())
     return tuple(Known(e["verdict"], e["scenario_prefix"], tuple(e["baselines"]), tuple(e["candidates"]),
-                       e["reason"], e["evidence"], tuple(e.get("source", ()))) for e in data["known"])
+                       e["reason"], e["evidence"], tuple(e.get("source", ())), e.get("name", ""), e.get("findings", ""))
+                 for e in data["known"])
 
 
 def _names(name: str, listed: tuple[str, ...]) -> bool:

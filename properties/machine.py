@@ -6,11 +6,13 @@ only across steps. The machine admits, prefills in chunks, decodes, accepts or r
 finishes, preempts and prefix-hits, pads to capture sizes, and calls ONE baseline and ONE candidate
 instance for the whole run, triaging every step against the oracle.
 
-The runner around it is modelled as SPEC 4a reads it: a run may start with the CUDA-graph capture
-warm-up (dummy prefills over ``arange`` block tables, gpu_model_runner.py lines 1127-1155 at 2d8338f9e4e6),
-which leaves its slots in the single-step buffer's tail and its rows in the block table; a slot's row
-is reset when a request is inserted or preempted, not when it finishes (its freed blocks stay in the
-row); a replayed graph covers rows past the batch; legacy's position buffer starts uninitialised.
+A run starts where a server starts serving: after its start-up (``validation.start_up``: ``profile_run``'s
+dummy run, then the CUDA-graph capture warm-up over every capture size, read at 2d8338f9e4e6), which leaves
+the single-step buffer's rows at the lowest block ids, the ones the min-heap allocator hands out first.
+Only ``FuzzConfig.pre_serving`` lets a run start on the zero-filled buffers instead (a state no served step
+sees). After that, as SPEC 4a reads the runner: a slot's row is reset when a request is inserted or
+preempted, not when it finishes (its freed blocks stay in the row); a replayed graph covers rows past the
+batch; legacy's position buffer starts uninitialised.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 from properties.collector import Collector
 from properties.config import FuzzConfig
 from properties.profiles import MACHINE
-from properties.schedule_model import MAX_OVERLAP, PADDINGS, Scheduler, pad_tokens
+from properties.schedule_model import MAX_OVERLAP, PADDINGS, Scheduler
 from properties.strategies import PRIOR_KINDS, Case, note, prior_positions
 from validation import compare
+from validation.start_up import start_up_steps
 from validation.seam import observe
 from validation.state import BatchState
 
@@ -47,42 +50,39 @@ def build_machine(config: FuzzConfig, collector: Collector) -> type[RuleBasedSta
     class SchedulerMachine(RuleBasedStateMachine):
         @initialize(seed=st.integers(0, 2**32 - 1), block_size=st.sampled_from(block_sizes),
                     budget=st.sampled_from((64, 16, 256, 2048)), slots=st.integers(1, MAX_SLOTS),
-                    huge_ids=st.integers(0, 7).map(lambda x: x == 7), warmup=st.booleans(),
+                    huge_ids=st.integers(0, 7).map(lambda x: x == 7), skip_start_up=st.booleans(),
                     prior_kind=st.sampled_from(PRIOR_KINDS), extra_rows=st.integers(0, MAX_EXTRA_ROWS))
-        def start(self, seed: int, block_size: int, budget: int, slots: int, huge_ids: bool, warmup: bool,
+        def start(self, seed: int, block_size: int, budget: int, slots: int, huge_ids: bool, skip_start_up: bool,
                   prior_kind: str, extra_rows: int) -> None:
+            """A fresh server: start-up (unless ``pre_serving`` lets the run skip it), then its first requests."""
             self.rng = np.random.default_rng(seed)
             per_request = -(-(MAX_PROMPT + MAX_NEW * 5 + 16) // block_size) + 2
+            # A fresh server's pool: every block free, handed out lowest id first.
             self.sched = Scheduler(self.rng, block_size=block_size, num_slots=slots, budget=budget,
-                                   pool_blocks=slots * per_request * 2 + 16, huge_ids=huge_ids)
+                                   pool_blocks=slots * per_request * 2 + 16, huge_ids=huge_ids, fragmented=False,
+                                   max_num_seqs=slots + extra_rows)
             self.baseline = config.baseline_impl.new()
             self.candidate = config.candidate_impl.new()
             self.history: list = []
             self.prior_kind = prior_kind
             # What each runner block-table row holds while its slot is empty (None: -1), slots then extra rows.
             self.rows: list[list[int] | None] = [None] * (slots + extra_rows)
-            if warmup:
-                self._warm_up(budget + MAX_OVERLAP)
+            if not (config.pre_serving and skip_start_up):
+                self._start_up(budget + MAX_OVERLAP)
             for slot in range(slots):  # a server rarely starts a step empty: seed the slots
                 if self.rng.random() < 0.7:
                     self.sched.admit(slot, int(self.rng.integers(1, 200)), draft=int(self.rng.integers(0, 3)),
                                      max_new=int(self.rng.integers(1, MAX_NEW)))
                     self.rows[slot] = None  # insert resets the row
 
-        def _warm_up(self, buffer_size: int) -> None:
-            """The capture dummy run: every captured row prefills one token over ``arange`` blocks (run, not triaged)."""
-            n, block_num = len(self.rows), int(self.rng.integers(1, 3))
-            tables = np.arange(n * block_num, dtype=np.int32).reshape(n, block_num)
-            padded = pad_tokens(n, "capture", 0, decode_only=True)
-            state = BatchState.from_dict({
-                "seq_lens_encoder": [1] * n, "seq_lens_decoder": [0] * n, "seq_lens_this_time": [1] * n,
-                "block_tables": tables.tolist(), "block_size": self.sched.block_size, "padded_num_tokens": padded,
-                "max_num_batched_tokens": max(buffer_size, padded)})
-            state = self._first(state)
-            observe(self.baseline, state.step_inputs(), config.layers)
-            observe(self.candidate, state.step_inputs(), config.layers)
-            self.history.append(state)
-            self.rows = [row.tolist() for row in tables]
+        def _start_up(self, buffer_size: int) -> None:
+            """The server's start-up (``validation.start_up``): run through both instances, not triaged."""
+            for state in start_up_steps(self.rows, block_size=self.sched.block_size, budget=self.sched.budget,
+                                        buffer_size=buffer_size):
+                state = self._first(state)
+                observe(self.baseline, state.step_inputs(), config.layers)
+                observe(self.candidate, state.step_inputs(), config.layers)
+                self.history.append(state)
 
         def _first(self, state: BatchState) -> BatchState:
             """The first state the instances see carries legacy's uninitialised position buffer."""
@@ -158,7 +158,8 @@ def build_machine(config: FuzzConfig, collector: Collector) -> type[RuleBasedSta
             note(case, steer=False)
             base = observe(self.baseline, state.step_inputs(), config.layers)
             cand = observe(self.candidate, state.step_inputs(), config.layers)
-            report = compare.triage(state, base, cand, config.baseline, config.candidate, config.layers)
+            report = compare.triage(state, base, cand, config.baseline, config.candidate, config.layers,
+                                    pad_contract=config.pad_contract)
             self.history.append(state)
             if collector.record(MACHINE, case, report):
                 raise PropertyFailed(report.render(max_lines_per_group=4))

@@ -9,16 +9,17 @@ multi-step state machine both drive this one model, with a numpy ``Generator`` f
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from validation.launch_padding import MAX_NUM_SEQS, MAX_OVERLAP, PADDINGS, launch_size
+from validation.start_up import MAX_MODEL_LEN
 from validation.state import BatchState
 
 INT32_MAX = 2**31 - 1
-MAX_MODEL_LEN = 163_840  # DeepSeek-V3.2's maximum context
 LAUNCH_LIMIT = 1024  # threads in one CUDA block: <<<1, bsz>>> launches at most this many requests
 # Bound on block-table cells (bsz * max_blocks): keeps block-size-1 sweeps and huge batches in memory.
 MAX_TABLE_CELLS = 1 << 18
@@ -31,16 +32,23 @@ class PoolExhausted(RuntimeError):
 
 
 class BlockPool:
-    """Physical KV blocks ``[base, base + size)``, handed out in a permuted (fragmented) order.
+    """Physical KV blocks, handed out lowest free id first, as FastDeploy's allocator does.
 
+    ``PrefixCacheManager`` keeps its free GPU blocks in a min-heap (``heapify`` at
+    ``cache_manager/prefix_cache_manager.py@2d8338f9e4e6:80,85``, ``heappop`` in ``allocate_gpu_blocks``
+    ``:487``, ``heappush`` on recycling ``:522-524``) [read]. So a fresh server hands block 0 and the
+    other low ids (the ones the capture warm-up's ``arange`` tables used) to its first requests.
+    ``fragmented`` models a server that has run a while: the free ids are a random half of twice the pool
+    (the rest held by requests outside the modelled batch), still handed out lowest first.
     ``base`` near ``2**31 / block_size`` places the ids where ``id * block_size`` overflows int32.
     """
 
     def __init__(self, size: int, rng: np.random.Generator, *, base: int = 0, fragmented: bool = True) -> None:
         ids = np.arange(base, base + size, dtype=np.int64)
         if fragmented:
-            ids = rng.permutation(ids)
-        self._free: list[int] = ids[::-1].tolist()  # pop() from the end hands out ids[0] first
+            top = min(base + 2 * size, INT32_MAX + 1)  # block ids are int32
+            ids = np.sort(rng.choice(np.arange(base, top, dtype=np.int64), size, replace=False))
+        self._free: list[int] = ids.tolist()  # sorted: already a heap
         self.base = base
         self.size = size
 
@@ -51,10 +59,11 @@ class BlockPool:
     def allocate(self, n: int) -> list[int]:
         if n > len(self._free):
             raise PoolExhausted(f"need {n} blocks, {len(self._free)} free")
-        return [self._free.pop() for _ in range(n)]
+        return [heapq.heappop(self._free) for _ in range(n)]
 
     def release(self, blocks: list[int]) -> None:
-        self._free.extend(reversed(blocks))
+        for block in blocks:
+            heapq.heappush(self._free, block)
 
 
 @dataclass

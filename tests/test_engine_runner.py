@@ -167,3 +167,16 @@ def test_bad_config_is_one_input_error() -> None:
         engine(block_size=0)
     with pytest.raises(InputError, match="unknown implementation"):
         engine("nope")
+
+
+@pytest.mark.parametrize(("padding", "head"), [("capture", list(range(1, 48))), ("none", [0] * 47)])
+def test_a_padded_engine_starts_after_the_servers_start_up(padding: str, head: list[int]) -> None:
+    """Under capture the engine first runs profile_run's dummy run and the capture warm-up through its slot
+    mapping (validation.start_up): the batch-1 warm-up leaves row r of single_step's buffer at slot r, which
+    a first padded step reads; an unpadded engine keeps the zero fill (no served row reads it)."""
+    eng = engine("single_step", padding=padding)
+    state = BatchState.from_dict({"seq_lens_encoder": [0], "seq_lens_decoder": [3], "seq_lens_this_time": [1],
+                                  "block_tables": [[5]], "block_size": 16, "padded_num_tokens": 48,
+                                  "max_num_batched_tokens": 48})
+    out = eng._slot_fn(state.step_inputs())
+    assert out["slot_mapping"][0] == 5 * 16 + 3 and out["slot_mapping"][1:].tolist() == head

@@ -31,7 +31,19 @@ def test_states_part_prints_the_pr_table_and_holds() -> None:
     done = _run("run", "--parts", "states", "--out", "/nonexistent-never-written")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "| shipped bug-class states | held |" in done.stdout
-    assert "verdict: PASSED (exit 0" in done.stdout
+    # The summary alone names what the gate let through, and where FINDINGS.md writes it up.
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| shipped bug-class states"))
+    assert "3 known SHARED-BUG: " in row and "legacy padding rows hit live slots, FINDINGS 2" in row
+    assert "verdict: PASSED (3 known SHARED-BUG: " in done.stdout and "(exit 0" in done.stdout
+
+
+def test_fuzz_part_row_names_the_known_findings() -> None:
+    """The property suite's row says which known findings it reported (not only 'exit 0'), and so does the verdict."""
+    done = _run("run", "--parts", "fuzz", "--profile", "dev", "--out", "/nonexistent-never-written", timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| property suite"))
+    assert "1 known REGRESSION: stale padded slots, FINDINGS 1" in row, row
+    assert "verdict: PASSED (1 known REGRESSION: stale padded slots, FINDINGS 1" in done.stdout
 
 
 @pytest.mark.parametrize("argv, needle", [

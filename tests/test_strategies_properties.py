@@ -108,18 +108,32 @@ def test_strategies_draw_every_kind_of_runner_buffer() -> None:
     assert not wanted - set(seen), f"never drawn: {sorted(wanted - set(seen))}"
 
 
-def test_state_machine_can_start_from_the_capture_warm_up(tmp_path) -> None:
-    """The warm-up's arange slots sit in single_step's tail when the first padded step replays."""
+def test_state_machine_starts_after_the_servers_start_up(tmp_path) -> None:
+    """profile_run's dummy run, then the capture warm-up largest size first; the batch-1 warm-up leaves row r of
+    single_step's buffer at slot r (blocks 0, 1, ...: the ones the min-heap allocator hands out first)."""
     from properties.collector import Collector  # noqa: PLC0415
     from properties.config import FuzzConfig  # noqa: PLC0415
     from properties.machine import build_machine  # noqa: PLC0415
     from tests.support import requires_paddle  # noqa: PLC0415, F401 - the machine runs the Paddle models
+    from validation.launch_padding import capture_sizes  # noqa: PLC0415
 
     config = FuzzConfig("oracle", "single_step", out_dir=tmp_path)
     machine = build_machine(config, Collector(config))()
-    machine.start(seed=3, block_size=64, budget=64, slots=1, huge_ids=False, warmup=True, prior_kind="none",
-                  extra_rows=2)
-    warm = machine.history[0]
-    assert warm.bsz == 3 and warm.padded_num_tokens == 4 and (warm.block_tables[:, 0] == np.arange(3) * warm.max_blocks).all()
-    out = machine.candidate(warm.step_inputs())  # what the warm-up left in the buffer's head
-    assert out["slot_mapping"][:3].tolist() == [int(b) * 64 for b in warm.block_tables[:, 0]]
+    machine.start(seed=3, block_size=16, budget=64, slots=2, huge_ids=False, skip_start_up=True, prior_kind="none",
+                  extra_rows=3)
+    runs = [5, *sorted(capture_sizes(5), reverse=True)]  # max_num_seqs 5: profile batch 5, then 5, 4, 2, 1
+    assert [s.num_tokens for s in machine.history[::2]] == [64 // b * b for b in runs]  # budget // batch each
+    assert [s.num_tokens for s in machine.history[1::2]] == runs  # one decode token each
+    assert all(s.padded_num_tokens == s.num_tokens for s in machine.history)  # captured at exactly its size
+    import dataclasses  # noqa: PLC0415
+
+    padded = dataclasses.replace(machine.history[-1], padded_num_tokens=64).validate()
+    out = machine.candidate(padded.step_inputs())  # the batch-1 decode again, launched over the buffer's tail
+    assert out["slot_mapping"][1:64].tolist() == list(range(1, 64))  # what a first padded served step reads
+    assert machine.sched.pool.allocate(2) == [0, 1]  # a fresh server's pool: lowest ids first
+
+    pre = FuzzConfig("oracle", "single_step", out_dir=tmp_path, pre_serving=True)
+    machine = build_machine(pre, Collector(pre))()
+    machine.start(seed=3, block_size=16, budget=64, slots=2, huge_ids=False, skip_start_up=True, prior_kind="none",
+                  extra_rows=3)
+    assert machine.history == []  # only under pre_serving does a run start on the zero-filled buffers

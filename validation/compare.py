@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from validation import causes
+from validation.options import PAD_CONTRACTS
 from validation.oracle import Truth, truth
 from validation.seam import CONSUMERS, Implementation, Observation, observe
 from validation.state import BatchState
@@ -33,6 +34,7 @@ VERDICTS = Verdict.worst_first()
 SLOT_DTYPE = np.dtype(np.int64)
 POSITION_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 MISSING = "missing"  # an element past the end of a too-short array: the consumer reads out of bounds
+CACHE_NAMES = {"attention": "MLA latent cache", "indexer": "indexer K cache"}  # what each consumer's slot writes
 
 
 def classify(baseline_ok: bool, candidate_ok: bool, equal: bool) -> str:
@@ -99,6 +101,7 @@ class Report:
     # (verdict, consumer) -> findings not materialised past ``max_per_group`` (fuzzing needs counts, not lines)
     elided: Counter = field(default_factory=Counter)
     max_per_group: int | None = None
+    pad_contract: str = PAD_CONTRACTS[0]
 
     @property
     def verdicts(self) -> set[str]:
@@ -145,7 +148,7 @@ class Report:
 
 
 def compare_state(state: BatchState, baseline: Implementation, candidate: Implementation, num_layers: int,
-                  history: Sequence[BatchState] = ()) -> Report:
+                  history: Sequence[BatchState] = (), pad_contract: str = PAD_CONTRACTS[0]) -> Report:
     """Run both sides on ``state`` (fresh instances, first fed the ``history`` steps so persistent
     buffers hold what they held in a multi-step run) and triage the last step against the oracle."""
     base_fn, cand_fn = baseline.new(), candidate.new()
@@ -154,15 +157,21 @@ def compare_state(state: BatchState, baseline: Implementation, candidate: Implem
         observe(cand_fn, earlier.step_inputs(), num_layers)
     base = observe(base_fn, state.step_inputs(), num_layers)
     cand = observe(cand_fn, state.step_inputs(), num_layers)
-    return triage(state, base, cand, baseline.name, candidate.name, num_layers)
+    return triage(state, base, cand, baseline.name, candidate.name, num_layers, pad_contract=pad_contract)
 
 
 def triage(state: BatchState, base: Observation, cand: Observation, baseline_name: str, candidate_name: str,
-           num_layers: int, expected: Truth | None = None, max_per_group: int | None = None) -> Report:
+           num_layers: int, expected: Truth | None = None, max_per_group: int | None = None,
+           pad_contract: str = PAD_CONTRACTS[0]) -> Report:
     """Triage two observations of ``state``; ``expected`` defaults to the oracle's truth. With
     ``max_per_group``, at most that many findings per (verdict, consumer) are built; the rest are
-    counted in ``Report.elided`` (every element is still counted in ``Report.counts``)."""
+    counted in ``Report.elided`` (every element is still counted in ``Report.counts``).
+    ``pad_contract`` says what a padded row's slot must be (``validation.options.PAD_CONTRACTS``): any
+    negative value (FastDeploy's writers), or exactly -1 (vLLM's)."""
+    if pad_contract not in PAD_CONTRACTS:
+        raise ValueError(f"unknown pad contract {pad_contract!r} (choose from: {', '.join(PAD_CONTRACTS)})")
     report = Report(state, baseline_name, candidate_name, num_layers, max_per_group=max_per_group)
+    report.pad_contract = pad_contract
     expected = expected or truth(state)
     _triage_failures(report, base, cand)
     # A faulted baseline returned nothing: compare the elements with what its surviving path computes,
@@ -237,8 +246,9 @@ def _triage_slots(report: Report, expected: Truth, base: Observation, cand: Obse
         _triage_dtype(report, consumer, b_arrs[0], c_arrs[0], (SLOT_DTYPE,))
         b_val, b_has = values[consumer]
         c_val, c_has = _values(c_arrs, m)
-        b_ok = b_has & np.where(padding, b_val < 0, b_val == truth_slot)
-        c_ok = c_has & np.where(padding, c_val < 0, c_val == truth_slot)
+        pad_ok = (lambda v: v < 0) if report.pad_contract == "negative" else (lambda v: v == -1)
+        b_ok = b_has & np.where(padding, pad_ok(b_val), b_val == truth_slot)
+        c_ok = c_has & np.where(padding, pad_ok(c_val), c_val == truth_slot)
         codes = _codes(padding, b_val, b_has, b_ok, c_val, c_has, c_ok)
         # The refactor makes both consumers read one tensor: a wrong slot the baseline's other consumer
         # also computes for this token is the baseline's own bug, carried over, not a new one.
@@ -317,18 +327,20 @@ def _emit(report: Report, consumer: str, expected: Truth, truth_vals: np.ndarray
                 token=int(token), request=t.request, position=t.position, logical_block=t.logical_block,
                 layers=shown if per_layer else (),
                 note=_explain(int(truth_vals[token]), bool(padding[token]), bool(c_ok[i, token]), int(c_val[i, token]),
-                              bool(c_has[i, token]), consumer, verdict, bool(b_ok[i, token])),
+                              bool(c_has[i, token]), consumer, verdict, bool(b_ok[i, token]), report),
                 baseline_right=bool(b_ok[i, token]),
             ))
 
 
 def _explain(truth_val: int, padding: bool, c_ok: bool, c_val: int, c_has: bool, consumer: str, verdict: str,
-             b_ok: bool) -> str:
+             b_ok: bool, report: Report) -> str:
     """A short cause where one can be named without recomputing the formula."""
     if not c_has:
         return "candidate array too short: the consumer reads past it"
+    if padding and not c_ok and c_val < 0:
+        return f"a padded token must map to -1 (--pad-contract {report.pad_contract}); {c_val} breaks the peer contract"
     if padding and not c_ok:
-        return "a padded token must map to a negative slot, or it overwrites a live cache entry"
+        return f"a padded token must map to a negative slot; {owner(report.state, c_val, consumer)}"
     if not padding and consumer != "position_ids" and not c_ok and c_val == _wrap_int32(truth_val) and c_val != truth_val:
         return "int32 overflow of block_id * block_size"
     if not padding and not c_ok and c_val < 0 <= truth_val:
@@ -340,6 +352,23 @@ def _explain(truth_val: int, padding: bool, c_ok: bool, c_val: int, c_has: bool,
     if verdict == SHARED_BUG and consumer in CONSUMERS:
         return "follows from the position both sides got wrong (the baseline's slot is right by coincidence)"
     return ""
+
+
+def owner(state: BatchState, slot: int, consumer: str) -> str:
+    """What a padded row's write at ``slot`` overwrites: a live entry (a position a running request has
+    cached, or writes this step) names the request and position; otherwise the block is free or the
+    position past the request's context. In the consumer's cache (MLA latent or indexer K)."""
+    cache = CACHE_NAMES.get(consumer, consumer)
+    bs = state.block_size
+    hits = np.argwhere(state.block_tables.astype(np.int64) == slot // bs)
+    context = state.seq_lens_decoder.astype(np.int64) + state.seq_lens_this_time.astype(np.int64)
+    for request, column in hits:
+        position = int(column) * bs + slot % bs
+        if position < context[request] and context[request] > 0:
+            return (f"it overwrites a live entry of running request {int(request)}, position {position} "
+                    f"(slot {slot}, block {slot // bs}), in the {cache}")
+    held = f"held by request {int(hits[0][0])} past its context" if len(hits) else "in no request's block table"
+    return f"it writes slot {slot} (block {slot // bs}, {held}) in the {cache}: not live now, but no row may write it"
 
 
 def _wrap_int32(x: int) -> int:

@@ -28,8 +28,11 @@ MAX_TOKENS = 1 << 18
 MAX_REQUESTS = 4096
 # Block-table cells (bsz * max_blocks, rows past bsz included): 163,840 blocks in a row at block size 1, 12 such rows.
 MAX_TABLE_CELLS = 1 << 21
-# Tokens per block: FastDeploy runs 64 (the DSA kernels' assumption); the sweep goes to 256.
-MAX_BLOCK_SIZE = 1 << 16
+# Tokens per block: any size a real allocator can be configured with. No memory here is sized by it (a
+# table's cells and the token counts are bounded above), so the bound is the type the cache writers take
+# it as: ``const int block_size`` (``ds_mla_cache_kernel.cuh@2d8338f9e4e6:94,202``) [read], int32.
+# FastDeploy's DSA path runs 64 (``deepseek_v3.py@2d8338f9e4e6:720`` hard-codes it); the sweep goes to 256.
+MAX_BLOCK_SIZE = 2**31 - 1
 # Earlier steps a case file may replay before its state (a multi-step counterexample is tens of steps).
 MAX_HISTORY = 1024
 # Bytes of a state or case file: a table at MAX_TABLE_CELLS of 10-digit ids is about 24 MiB of JSON.

@@ -45,3 +45,16 @@ def add_layers(parser: argparse.ArgumentParser, default: int) -> None:
     """``--layers``: how many decoder layers the per-layer paths model and compare."""
     parser.add_argument("--layers", type=positive_int, default=default, metavar="N",
                         help=f"decoder layers to model and compare (default: {default})")
+
+
+# What a padded row's slot must be. FastDeploy's cache writers skip any negative slot
+# (``ds_mla_cache_kernel.cuh@2d8338f9e4e6:100,207,258``: ``if (slot_idx < 0) return``), so any negative value
+# is right there; vLLM's contract is exactly ``PAD_SLOT_ID = -1``, so with ``minus-one`` a -2 is a finding.
+PAD_CONTRACTS = ("negative", "minus-one")
+
+
+def add_pad_contract(parser: argparse.ArgumentParser) -> None:
+    """``--pad-contract``, the one definition every comparing command (check, fuzz, run) shares."""
+    parser.add_argument("--pad-contract", choices=PAD_CONTRACTS, default=PAD_CONTRACTS[0],
+                        help="what a padded row's slot must be: negative (FastDeploy's writers skip any negative "
+                             "slot; default) or minus-one (vLLM's PAD_SLOT_ID: exactly -1)")

@@ -132,6 +132,24 @@ class Engine:
         self._steps = 0
         self._predicted = -1  # the overlap schedule's launch prediction for the next step (-1: none)
         self.last_record: StepRecord | None = None
+        if config.padding != "none":
+            self._start_up()
+
+    def _start_up(self) -> None:
+        """What a server runs before serving (``validation.start_up``: profile_run's dummy run, and under
+        ``capture`` the CUDA-graph warm-up), through the slot mapping only: it leaves the persistent buffers as
+        the first served step meets them. The dummy runs' cache writes are not modelled: FastDeploy clears the
+        cache after profiling, and the warm-up writes only blocks no request has been given yet. Without
+        padding no served row reads the buffers' tails, so an unpadded engine skips it."""
+        from validation.seam import observe
+        from validation.start_up import start_up_steps
+
+        cfg = self.config
+        for state in start_up_steps([None] * cfg.max_num_seqs, block_size=cfg.block_size,
+                                    budget=cfg.max_num_batched_tokens,
+                                    buffer_size=max(cfg.max_num_batched_tokens, cfg.max_num_seqs),
+                                    capture=cfg.padding == "capture"):
+            observe(self._slot_fn, state.step_inputs(), self.num_layers)
 
     # ---- the facade --------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ run --parts states`` pays only for what it runs.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import fixtures
@@ -24,15 +25,22 @@ def states_part(args: argparse.Namespace) -> Part:
     base = seam.resolve(args.baseline, backend=args.backend, num_layers=args.layers, field_name="baseline")
     cand = seam.resolve(args.candidate, backend=args.backend, num_layers=args.layers, field_name="candidate")
     lines, worst, counts = [], 0, {Verdict.REGRESSION: 0, Verdict.SHARED_BUG: 0, Verdict.FIX: 0}
+    known: list[str] = []
     paths = sorted((fixtures.ROOT / "states").glob("*.json"))
     for path in paths:
-        report = compare.compare_state(BatchState.from_json(path), base, cand, args.layers)
+        report = compare.compare_state(BatchState.from_json(path), base, cand, args.layers,
+                                       pad_contract=args.pad_contract)
         lines.append(report.summary())
         worst = max(worst, report.exit_code())
         for verdict in counts:
             counts[verdict] += report.counts[verdict]
+        # A shipped state is a written-up finding ("finding": its name and FINDINGS section): a bug both sides
+        # share on it is known (a FIX is no finding against the candidate; a REGRESSION fails the part).
+        finding = json.loads(path.read_text()).get("finding")
+        if finding and report.counts[Verdict.SHARED_BUG] and not report.counts[Verdict.REGRESSION]:
+            known.append(f"{Verdict.SHARED_BUG}: {finding}")
     head = f"{len(paths)} states, elements: " + ", ".join(f"{n} {v}" for v, n in counts.items())
-    return Part("states", PartStatus.HELD if worst == 0 else PartStatus.FAILED, head, lines)
+    return Part("states", PartStatus.HELD if worst == 0 else PartStatus.FAILED, head, lines, known=known)
 
 
 def fuzz_part(args: argparse.Namespace) -> Part:
@@ -40,10 +48,15 @@ def fuzz_part(args: argparse.Namespace) -> Part:
     from properties.fuzz import run_fuzz
 
     result = run_fuzz(args.baseline, args.candidate, profile=args.profile, backend=args.backend,
-                      progress=lambda line: print(f"  {line}", flush=True), use_known=not args.no_known)
+                      progress=lambda line: print(f"  {line}", flush=True), use_known=not args.no_known,
+                      pad_contract=args.pad_contract)
+    from properties.known import match
+
     lines = render(result).splitlines()
     head = f"profile {args.profile}: {result.examples} states, exit {result.exit_code}"
-    return Part("fuzz", PartStatus.HELD if result.exit_code == 0 else PartStatus.FAILED, head, lines)
+    entries = [(g.verdict, match(args.baseline, args.candidate, g.verdict, g.scenario)) for g in result.groups if g.known]
+    known = sorted({entry.label(verdict) for verdict, entry in entries if entry is not None and verdict != Verdict.FIX})
+    return Part("fuzz", PartStatus.HELD if result.exit_code == 0 else PartStatus.FAILED, head, lines, known=known)
 
 
 def mutants_part(args: argparse.Namespace) -> Part:

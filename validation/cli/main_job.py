@@ -25,10 +25,10 @@ from pathlib import Path
 
 from validation.cli.ifeval_part import ifeval_part_from_args
 from validation.cli.job_parts import e2e_part, fuzz_part, mutants_part, states_part
-from validation.cli.part_outcome import Part
+from validation.cli.part_outcome import Part, known_phrase
 from validation.cli.slot_commands import add_impl_options
 from validation.errors import InputError
-from validation.options import add_sides
+from validation.options import add_pad_contract, add_sides
 from validation.verdicts import JobVerdict, PartStatus
 
 PARTS = ("states", "fuzz", "mutants", "e2e", "ifeval")
@@ -59,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      "(default: .dsa/run/<UTC time>)")
     run.add_argument("--allow-skips", action="store_true", help="exit 0 even if a part was skipped")
     run.add_argument("--json", type=Path, metavar="FILE", help="also write the summary as JSON")
+    add_pad_contract(run)
     add_impl_options(run)
     run.set_defaults(func=run_main_job)
 
@@ -117,11 +118,14 @@ def summary(outcomes: list[Part], args: argparse.Namespace) -> str:
     rows = [f"\n## dsa-validation: {args.baseline} -> {args.candidate}", "",
             "| part | result | time | detail |", "|---|---|---:|---|"]
     for p in outcomes:
-        rows.append(f"| {TITLES[p.name]} | {p.status} | {p.seconds:.0f} s | {p.headline} |")
+        known = f"; {known_phrase(p.known)}" if p.known else ""
+        rows.append(f"| {TITLES[p.name]} | {p.status} | {p.seconds:.0f} s | {p.headline}{known} |")
     ifeval = next((p for p in outcomes if p.name == "ifeval" and p.status != PartStatus.SKIPPED), None)
     if ifeval:
         rows += ["", "IFEval (Before = baseline, After = candidate):", ""]
         rows += [line for line in ifeval.lines if line.startswith("|")]
     word, code = verdict(outcomes, args.allow_skips)
-    rows += ["", f"verdict: {word} (exit {code}; {sum(p.seconds for p in outcomes):.0f} s in all)"]
+    known = known_phrase([label for p in outcomes for label in p.known])
+    shown = f"{word} ({known})" if known else str(word)
+    rows += ["", f"verdict: {shown} (exit {code}; {sum(p.seconds for p in outcomes):.0f} s in all)"]
     return "\n".join(rows)

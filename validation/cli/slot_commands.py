@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from validation import compare, seam
-from validation.options import add_backend, add_layers, add_sides
+from validation.options import add_backend, add_layers, add_pad_contract, add_sides
 from validation.impls.paddle_paths import DEFAULT_NUM_LAYERS
 from validation.state import BatchState, load_steps
 
@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     check.add_argument("--strict", action="store_true", help="exit 1 on any finding that is not OK")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     add_impl_options(check)
+    add_pad_contract(check)
     check.set_defaults(func=run_check)
 
 
@@ -64,7 +65,7 @@ def run_check(args: argparse.Namespace) -> int:
     *history, state = load_steps(args.state)
     baseline = seam.resolve(args.baseline, backend=args.backend, num_layers=args.layers, field_name="baseline")
     candidate = seam.resolve(args.candidate, backend=args.backend, num_layers=args.layers, field_name="candidate")
-    report = compare.compare_state(state, baseline, candidate, args.layers, history)
+    report = compare.compare_state(state, baseline, candidate, args.layers, history, pad_contract=args.pad_contract)
     if history:
         print(f"(replayed {len(history)} earlier steps through the same instances first)")
     print(json.dumps(report.to_dict()) if args.json else report.render())

@@ -9,12 +9,16 @@ What the buffers hold, read in the source (gongshaotian/FastDeploy, commits of S
 
 - Single-step (#7367, 2d8338f9e4e6): ``fastdeploy/worker/input_batch.py`` lines 192-194 allocate
   ``position_ids_buffer = paddle.zeros(..., int32)`` and ``slot_mapping_buffer = paddle.zeros(..., int64)``
-  of ``max_num_batched_tokens`` entries; ``reset_share_inputs`` (line 515 on) never touches them.
+  of ``max_num_batched_tokens`` entries; ``reset_share_inputs`` (lines 515-685) never touches them.
   ``gpu_model_runner.py`` lines 1277-1302 (``_compute_position_ids_and_slot_mapping``) write both
   ``[:current_total_tokens]``, ``current_total_tokens = ids_remove_padding.shape[0]``: the real token count,
   or under overlap scheduling the cached estimate (``_resolve_current_launch_token_num``, lines 315-338),
-  whose extra rows carry batch id -1 (line 1229 fills the buffer with -1 first) and are gathered eagerly
-  against ``block_tables[:num_running_requests]`` (line 1370): row -1 is the last running request's row.
+  whose extra rows carry batch id -1 (``pre_process``'s op allocates ``batch_id_per_token`` as
+  ``paddle::full({token_num}, -1)``, ``custom_ops/gpu_ops/get_padding_offset.cu`` lines 102-103, and writes
+  the real tokens' ids; the runner's own ``[:] = -1`` at line 1229 covers only the previous step's rows,
+  since the ``copy_`` after it resizes the buffer to the op's output) and are gathered eagerly against
+  ``block_tables[:num_running_requests]`` (line 1370): Paddle resolves row -1 to the last running request's
+  row (probed on the CPU, ``paddle_runtime.py``; on the GPU unverified).
   Buffer size: the state's ``max_num_batched_tokens``. #7868 (b5c8290be631, input_batch.py lines 192-193)
   sizes it ``max_chunk_tokens`` instead, which ``FDConfig.get_max_chunk_tokens`` (config.py lines
   2475-2496) makes ``max_num_batched_tokens`` except on a decode-role instance (``max_num_seqs * (1 + k)``):
@@ -27,8 +31,9 @@ What the buffers hold, read in the source (gongshaotian/FastDeploy, commits of S
   attention backend with the config block size (dsa_attention_backend.py line 349). Under graph replay a
   batch id of -1 resolves against the captured table, whose rows past ``bsz`` the state carries as
   ``block_tables_past_bsz`` (inferred from the capture's ``max_num_seqs`` rows; not run).
-- Fused (#7960, 7198b5883a0e): see ``paddle_ops.fused_positions_and_slots``; the runner writes
-  ``[:total_token_num]`` (gpu_model_runner.py ``_compute_position_ids_and_slot_mapping``), the tail as above.
+- Fused (#7960, 7198b5883a0e): see ``paddle_ops.fused_positions_and_slots``; the kernel writes only the rows
+  ``seq_lens_this_time`` covers (``get_position_ids_and_slot_mapping.cu`` lines 33-50), so an overlap
+  over-estimate's extra rows keep what the buffer held (stale, not gathered), the tail as above.
 """
 
 from __future__ import annotations
