@@ -51,9 +51,10 @@ def build_machine(config: FuzzConfig, collector: Collector) -> type[RuleBasedSta
         @initialize(seed=st.integers(0, 2**32 - 1), block_size=st.sampled_from(block_sizes),
                     budget=st.sampled_from((64, 16, 256, 2048)), slots=st.integers(1, MAX_SLOTS),
                     huge_ids=st.integers(0, 7).map(lambda x: x == 7), skip_start_up=st.booleans(),
-                    prior_kind=st.sampled_from(PRIOR_KINDS), extra_rows=st.integers(0, MAX_EXTRA_ROWS))
+                    prior_kind=st.sampled_from(PRIOR_KINDS), extra_rows=st.integers(0, MAX_EXTRA_ROWS),
+                    deterministic=st.booleans(), mtp=st.integers(0, 3))
         def start(self, seed: int, block_size: int, budget: int, slots: int, huge_ids: bool, skip_start_up: bool,
-                  prior_kind: str, extra_rows: int) -> None:
+                  prior_kind: str, extra_rows: int, deterministic: bool = False, mtp: int = 0) -> None:
             """A fresh server: start-up (unless ``pre_serving`` lets the run skip it), then its first requests."""
             self.rng = np.random.default_rng(seed)
             per_request = -(-(MAX_PROMPT + MAX_NEW * 5 + 16) // block_size) + 2
@@ -61,6 +62,11 @@ def build_machine(config: FuzzConfig, collector: Collector) -> type[RuleBasedSta
             self.sched = Scheduler(self.rng, block_size=block_size, num_slots=slots, budget=budget,
                                    pool_blocks=slots * per_request * 2 + 16, huge_ids=huge_ids, fragmented=False,
                                    max_num_seqs=slots + extra_rows)
+            # One MTP depth per server (num_speculative_tokens): every request drafts that many, and the capture
+            # list is scaled by it (validation.launch_padding).
+            self.mtp = mtp
+            self.sched.num_speculative_tokens = mtp
+            self.sched.buffer_size = max(budget, (slots + extra_rows) * (mtp + 1)) + MAX_OVERLAP
             self.baseline = config.baseline_impl.new()
             self.candidate = config.candidate_impl.new()
             self.history: list = []
@@ -68,17 +74,19 @@ def build_machine(config: FuzzConfig, collector: Collector) -> type[RuleBasedSta
             # What each runner block-table row holds while its slot is empty (None: -1), slots then extra rows.
             self.rows: list[list[int] | None] = [None] * (slots + extra_rows)
             if not (config.pre_serving and skip_start_up):
-                self._start_up(budget + MAX_OVERLAP)
+                self._start_up(self.sched.buffer_size)
+                if deterministic:  # FD_DETERMINISTIC_MODE: block tables reset to -1 after the warm-up, buffers kept
+                    self.rows = [None] * len(self.rows)
             for slot in range(slots):  # a server rarely starts a step empty: seed the slots
                 if self.rng.random() < 0.7:
-                    self.sched.admit(slot, int(self.rng.integers(1, 200)), draft=int(self.rng.integers(0, 3)),
+                    self.sched.admit(slot, int(self.rng.integers(1, 200)), draft=mtp,
                                      max_new=int(self.rng.integers(1, MAX_NEW)))
                     self.rows[slot] = None  # insert resets the row
 
         def _start_up(self, buffer_size: int) -> None:
             """The server's start-up (``validation.start_up``): run through both instances, not triaged."""
             for state in start_up_steps(self.rows, block_size=self.sched.block_size, budget=self.sched.budget,
-                                        buffer_size=buffer_size):
+                                        buffer_size=buffer_size, num_speculative_tokens=self.mtp):
                 state = self._first(state)
                 observe(self.baseline, state.step_inputs(), config.layers)
                 observe(self.candidate, state.step_inputs(), config.layers)
@@ -115,9 +123,8 @@ def build_machine(config: FuzzConfig, collector: Collector) -> type[RuleBasedSta
                 changes["block_tables_past_bsz"] = past
             return self._first(dataclasses.replace(state, **changes).validate())
 
-        @rule(prompt=st.integers(1, MAX_PROMPT), draft=st.integers(0, 3), prefix=st.booleans(),
-              max_new=st.integers(1, MAX_NEW))
-        def admit(self, prompt: int, draft: int, prefix: bool, max_new: int) -> None:
+        @rule(prompt=st.integers(1, MAX_PROMPT), prefix=st.booleans(), max_new=st.integers(1, MAX_NEW))
+        def admit(self, prompt: int, prefix: bool, max_new: int) -> None:
             free = self.sched.free_slots()
             if not free:
                 return
@@ -125,7 +132,7 @@ def build_machine(config: FuzzConfig, collector: Collector) -> type[RuleBasedSta
             donor = donors[int(self.rng.integers(len(donors)))] if prefix and donors else None
             cached = self.sched.slots[donor].cached if donor is not None else 0
             slot = free[int(self.rng.integers(len(free)))]
-            self.sched.admit(slot, prompt + cached, cached=cached, draft=draft, prefix_from=donor, max_new=max_new)
+            self.sched.admit(slot, prompt + cached, cached=cached, draft=self.mtp, prefix_from=donor, max_new=max_new)
             self.rows[slot] = None  # insert resets the row
 
         @precondition(lambda self: bool(self.sched.running()))

@@ -114,6 +114,8 @@ class Scheduler:
         self.block_size = block_size
         self.budget = budget
         self.max_num_seqs = max_num_seqs  # the runner's, which sets the capture list
+        self.num_speculative_tokens = 0  # the server's MTP depth, which scales the capture list
+        self.buffer_size = budget + MAX_OVERLAP  # the runner's persistent buffers (one size for a whole run)
         base = 0
         if huge_ids:  # straddle the int32 overflow threshold of id * block_size
             base = max(0, min(2**31 // block_size - pool_blocks // 2, INT32_MAX - pool_blocks))
@@ -216,11 +218,12 @@ class Scheduler:
                 tables[i, : len(req.blocks)] = req.blocks
         num_tokens = int(this.sum())
         decode_only = not enc.any()
-        padded = pad_tokens(num_tokens, padding, overlap_extra, decode_only=decode_only, max_num_seqs=self.max_num_seqs)
+        padded = pad_tokens(num_tokens, padding, overlap_extra, decode_only=decode_only, max_num_seqs=self.max_num_seqs,
+                            num_speculative_tokens=self.num_speculative_tokens)
         state = BatchState.from_dict({
             "seq_lens_encoder": enc, "seq_lens_decoder": dec, "seq_lens_this_time": this,
             "block_tables": tables, "block_size": bs, "padded_num_tokens": padded,
-            "max_num_batched_tokens": max(self.budget + MAX_OVERLAP, padded),
+            "max_num_batched_tokens": max(self.buffer_size, padded),
         })
         return Step(state, tuple(phases), frozenset(state_tags(state, padding, phases)))
 
@@ -251,11 +254,11 @@ class Scheduler:
 
 
 def pad_tokens(num_tokens: int, padding: str, overlap_extra: int, *, decode_only: bool,
-               max_num_seqs: int = MAX_NUM_SEQS) -> int:
+               max_num_seqs: int = MAX_NUM_SEQS, num_speculative_tokens: int = 0) -> int:
     """The launch size (``validation.launch_padding``): a capture size, or an overlap prediction that counted
     ``overlap_extra`` requests which have stopped running since; a step that prefills is not padded."""
     return launch_size(num_tokens, padding, decode_only=decode_only, max_num_seqs=max_num_seqs,
-                       predicted=num_tokens + overlap_extra)
+                       predicted=num_tokens + overlap_extra, num_speculative_tokens=num_speculative_tokens)
 
 
 def state_tags(state: BatchState, padding: str, phases: list[str] | tuple[str, ...]) -> set[str]:

@@ -19,6 +19,7 @@ def test_the_default_list_is_dense_below_128_then_by_16s_and_32s() -> None:
     assert capture_sizes(48) == (1, 2, 4, 8, 16, 24, 32, 40, 48)
     assert capture_sizes(100) == (1, 2, 4, *range(8, 97, 8), 100)  # the maximum is appended (config.py:1210)
     assert capture_sizes(4000) == capture_sizes(512)  # min(512, max_num_seqs)
+    assert capture_sizes(8, num_speculative_tokens=2) == (3, 6, 12, 24)  # MTP: times k + 1 (config.py:1124-1131)
 
 
 def test_launch_sizes() -> None:
@@ -33,8 +34,9 @@ def test_launch_sizes() -> None:
 
 
 @pytest.mark.skipif(not CONFIG.exists(), reason=f"FastDeploy snapshot not beside the checkout ({CONFIG})")
+@pytest.mark.parametrize("k", [0, 2])
 @pytest.mark.parametrize("max_num_seqs", [1, 7, 48, 100, 256, 512])
-def test_the_list_is_what_fastdeploys_own_code_computes(max_num_seqs: int) -> None:
+def test_the_list_is_what_fastdeploys_own_code_computes(max_num_seqs: int, k: int) -> None:
     """Run FastDeploy's two methods, cut out of the snapshot's config.py, on a stand-in config object."""
     tree = ast.parse(CONFIG.read_text())
     graph = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "GraphOptimizationConfig")
@@ -47,7 +49,8 @@ def test_the_list_is_what_fastdeploys_own_code_computes(max_num_seqs: int) -> No
     config.flag_cudagraph_capture_sizes_initlized = False
     largest = min(512, max_num_seqs)
     config._set_cudagraph_sizes(max_capture_size=largest, max_capture_shape_prefill=4)
-    config.init_with_cudagrpah_size(max_capture_size=largest, max_capture_shape_prefill=4)
-    assert tuple(sorted(config.cudagraph_capture_sizes)) == capture_sizes(max_num_seqs)
-    for n in range(1, largest + 1):
-        assert config.real_shape_to_captured_size[n] == capture_launch(n, max_num_seqs)
+    config.init_with_cudagrpah_size(max_capture_size=largest, max_capture_shape_prefill=4, num_speculative_tokens=k)
+    assert tuple(sorted(config.cudagraph_capture_sizes)) == capture_sizes(max_num_seqs, num_speculative_tokens=k)
+    for n in range(1, largest * (k + 1) + 1):
+        if n in config.real_shape_to_captured_size:
+            assert config.real_shape_to_captured_size[n] == capture_launch(n, max_num_seqs, num_speculative_tokens=k)

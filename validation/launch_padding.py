@@ -12,7 +12,9 @@ the launch size decides which stale rows a padded step reads. Two things pad (SP
   + 32*i (i=9..32)`` and appends the maximum (``:1203-1211``); ``FDConfig.__init__`` sets that maximum
   to ``min(512, max_num_seqs)`` (``:1917-1921``, 512 with ``cudagraph_only_prefill``);
   ``init_with_cudagrpah_size`` keeps the sizes ``<= max`` and deduplicates them (``:1133``,
-  ``:1137-1144``) and maps each real size to the next capture size up (``:1155-1162``). A step larger
+  ``:1137-1144``) and maps each real size to the next capture size up (``:1155-1162``). With MTP's
+  ``num_speculative_tokens = k`` every size is multiplied by ``k + 1`` (``:1124-1131``): a decode step of
+  requests that each carry ``k`` drafts lands on a capture size. A step larger
   than the largest size runs eagerly, unpadded [inferred from the map having no larger key].
 - **The overlap schedule.** With ``enable_overlap_schedule`` and no prefill, the runner launches the
   previous step's prediction instead of syncing for the real count
@@ -36,20 +38,24 @@ MAX_OVERLAP = 8
 
 
 @cache
-def capture_sizes(max_num_seqs: int = MAX_NUM_SEQS, *, only_prefill: bool = False) -> tuple[int, ...]:
-    """FastDeploy's default CUDA-graph capture sizes for ``max_num_seqs``, ascending (config.py, see above)."""
+def capture_sizes(max_num_seqs: int = MAX_NUM_SEQS, *, only_prefill: bool = False,
+                  num_speculative_tokens: int = 0) -> tuple[int, ...]:
+    """FastDeploy's default CUDA-graph capture sizes (in tokens) for ``max_num_seqs``, ascending (config.py,
+    see above), each times ``num_speculative_tokens + 1`` under MTP."""
     largest = 512 if only_prefill else min(512, max_num_seqs)
     draft = [1, 2, 4] + [8 * i for i in range(1, 17)] + [16 * i for i in range(9, 17)] + [32 * i for i in range(9, 33)]
     draft.append(largest)
-    return tuple(sorted({size for size in draft if size <= largest}))
+    return tuple(sorted({size * (num_speculative_tokens + 1) for size in draft if size <= largest}))
 
 
-def capture_launch(num_tokens: int, max_num_seqs: int = MAX_NUM_SEQS, *, decode_only: bool = True) -> int:
+def capture_launch(num_tokens: int, max_num_seqs: int = MAX_NUM_SEQS, *, decode_only: bool = True,
+                   num_speculative_tokens: int = 0) -> int:
     """Rows a step of ``num_tokens`` launches under CUDA-graph replay: the next capture size up, or the real
     count when it is empty or prefills (no graph replays) or is above the largest capture size (eager)."""
     if num_tokens <= 0 or not decode_only:
         return num_tokens
-    return next((size for size in capture_sizes(max_num_seqs) if size >= num_tokens), num_tokens)
+    sizes = capture_sizes(max_num_seqs, num_speculative_tokens=num_speculative_tokens)
+    return next((size for size in sizes if size >= num_tokens), num_tokens)
 
 
 def overlap_launch(num_tokens: int, predicted: int) -> int:
@@ -59,13 +65,14 @@ def overlap_launch(num_tokens: int, predicted: int) -> int:
 
 
 def launch_size(num_tokens: int, padding: str, *, decode_only: bool, max_num_seqs: int = MAX_NUM_SEQS,
-                predicted: int = -1) -> int:
+                predicted: int = -1, num_speculative_tokens: int = 0) -> int:
     """How many rows a step of ``num_tokens`` real tokens launches under ``padding`` (one of ``PADDINGS``);
     a step that prefills launches its real count (no graph, and the overlap schedule syncs, ``:330``)."""
     if padding == "none":
         return num_tokens
     if padding == "capture":
-        return capture_launch(num_tokens, max_num_seqs, decode_only=decode_only)
+        return capture_launch(num_tokens, max_num_seqs, decode_only=decode_only,
+                              num_speculative_tokens=num_speculative_tokens)
     if padding == "overlap":
         return overlap_launch(num_tokens, predicted if decode_only else -1)
     raise ValueError(f"unknown padding {padding!r} (choose from: {', '.join(PADDINGS)})")

@@ -11,6 +11,11 @@ tokens per request (``get_input_length_list``, ``:1078-1104``) over block tables
 enc_dec_block_num`` (``_dummy_prefill_inputs``, ``:1127-1155``), then decodes until its requests stop:
 ``max_dec_len = expected_decode_len + 1 = 2`` (``:1079``), which we read as one decode step [inferred].
 
+After the warm-up, block tables keep the dummy runs' ``arange`` rows, unless ``FD_DETERMINISTIC_MODE`` is
+on: then ``gpu_worker.py:250-255`` calls ``reset_share_inputs``, which sets every block-table row to -1
+(``input_batch.py:598``) but leaves the slot and position buffers as they are (it never touches them,
+``:515-685``). Either way a row is reset when a request is inserted into it (``gpu_model_runner.py:851,922,940``).
+
 The last warm-up (batch 1) prefills ``budget`` tokens over blocks ``0 .. block_num - 1``: it leaves
 ``slot_mapping_buffer[r] = r`` for every row below the budget. Those are the lowest block ids, which
 FastDeploy's min-heap allocator hands to the first requests (``prefix_cache_manager.py@2d8338f9e4e6:80,85,487``).
@@ -36,10 +41,12 @@ def dummy_batches(max_num_seqs: int, *, capture: bool = True) -> list[int]:
 
 
 def start_up_steps(rows: list[list[int] | None], *, block_size: int, budget: int, buffer_size: int,
-                   capture: bool = True) -> Iterator[BatchState]:
+                   capture: bool = True, num_speculative_tokens: int = 0) -> Iterator[BatchState]:
     """The start-up's steps over a runner of ``len(rows)`` block-table rows (``max_num_seqs``), each dummy run's
     prefill then its decode. ``rows`` (what each runner row holds; None: -1) is updated in place: a dummy run
-    writes its ``arange`` rows, and rows past its batch keep what they held."""
+    writes its ``arange`` rows, and rows past its batch keep what they held. Under MTP (``k`` drafts) the
+    warm-up runs ``capture_size / (k + 1)`` requests per size (``gpu_model_runner.py:1970-1976``), the base
+    sizes, each decoding ``k + 1`` tokens in its decode step [inferred: one step of its accepted drafts]."""
     n = len(rows)
     for batch in dummy_batches(n, capture=capture):
         length = min(budget // batch, MAX_MODEL_LEN - 2)
@@ -50,7 +57,7 @@ def start_up_steps(rows: list[list[int] | None], *, block_size: int, budget: int
         tables = [(r or []) + [-1] * (width - len(r or [])) for r in rows]
         live = [b < batch for b in range(n)]
         prefill = [length if on else 0 for on in live]
-        decode = [1 if on else 0 for on in live]
+        decode = [num_speculative_tokens + 1 if on else 0 for on in live]
         for enc, dec, this in ((prefill, [0] * n, prefill), ([0] * n, prefill, decode)):
             yield BatchState.from_dict({
                 "seq_lens_encoder": enc, "seq_lens_decoder": dec, "seq_lens_this_time": this,

@@ -139,7 +139,9 @@ class Engine:
         """What a server runs before serving (``validation.start_up``: profile_run's dummy run, and under
         ``capture`` the CUDA-graph warm-up), through the slot mapping only: it leaves the persistent buffers as
         the first served step meets them. The dummy runs' cache writes are not modelled: FastDeploy clears the
-        cache after profiling, and the warm-up writes only blocks no request has been given yet. Without
+        cache after profiling, and the warm-up writes only blocks no request has been given yet. The engine's
+        block tables hold only its requests' rows (-1 elsewhere), as after ``FD_DETERMINISTIC_MODE``'s reset
+        (``gpu_worker.py@2d8338f9e4e6:250-255``); the slot buffers keep what the start-up wrote. Without
         padding no served row reads the buffers' tails, so an unpadded engine skips it."""
         from validation.seam import observe
         from validation.start_up import start_up_steps
