@@ -51,7 +51,7 @@ BAD: dict[str, bytes] = {
     "huge_bsz": json.dumps({"block_size": 64, "seq_lens_encoder": [0] * 5000, "seq_lens_decoder": [0] * 5000,
                             "seq_lens_this_time": [0] * 5000, "block_tables": [[-1]] * 5000}).encode(),
     "huge_this_time": json.dumps(_state(block_size=60000, seq_lens_this_time=[2_000_000_000])).encode(),
-    "huge_block_size": json.dumps(_state(block_size=2_000_000_000)).encode(),
+    "huge_block_size": json.dumps(_state(block_size=2**31)).encode(),  # past the writers' int32 argument
     "wrong_type": json.dumps(_state(seq_lens_decoder="10")).encode(),
     "nan": b'{"block_size": 64, "seq_lens_encoder": [NaN], "seq_lens_decoder": [10], "seq_lens_this_time": [1], '
            b'"block_tables": [[3]]}',

@@ -28,7 +28,8 @@ def test_ci_profile(tmp_path: Path) -> None:
     assert not any(p.failed for p in result.properties.values()), {n: p.error for n, p in result.properties.items()}
     regressions = [g for g in result.groups if g.verdict == "REGRESSION"]
     assert regressions and all("padding" in g.scenario for g in regressions)
-    assert all(g.known and "#7367" in g.known for g in regressions)  # reported, marked known
+    # reported, marked known: #7367's stale tail, or (a batch past 512 requests, overlap-padded) op-level only
+    assert all(g.known and ("#7367" in g.known or g.scenario.startswith("op-level")) for g in regressions)
     assert result.exit_code == 0
 
 
