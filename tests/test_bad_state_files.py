@@ -37,6 +37,10 @@ for command in commands:
 print(json.dumps(out))
 """
 
+# A decode whose last position is 2**31: the issue-19 repro (once a traceback and exit 1 in causes.stand_in).
+POSITION_PAST_INT32 = {"block_size": 65536, "seq_lens_encoder": [0], "seq_lens_decoder": [2_147_483_646],
+                       "seq_lens_this_time": [3], "block_tables": [list(range(32769))]}
+
 
 def _state(**changes) -> dict:
     return {**GOOD, **changes}
@@ -59,6 +63,9 @@ BAD: dict[str, bytes] = {
     "nested_junk": json.dumps(_state(seq_lens_encoder=[[[[0]] * 50] * 50])).encode(),
     "deep_nesting": b'{"block_size": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
     "not_an_object": b"[1, 2, 3]",
+    "integer_past_the_int_string_limit": b'{"block_size": 1' + b"0" * 5000 + b', "seq_lens_encoder": [0]}',
+    "infinity": b'{"block_size": 64, "seq_lens_encoder": [0], "seq_lens_decoder": [1e999]}',
+    "position_past_int32": json.dumps(POSITION_PAST_INT32).encode(),
     "case_history_junk": json.dumps({"state": GOOD, "history": [GOOD, {"block_size": "x"}]}).encode(),
     "case_history_huge": json.dumps({"state": GOOD, "history": [_state(padded_num_tokens=10**9)]}).encode(),
 }
@@ -106,3 +113,25 @@ def test_the_limits_leave_room_for_every_state_a_server_makes() -> None:
     assert limits.MAX_TOKENS >= MAX_MODEL_LEN and limits.MAX_TOKENS >= max(capture_sizes())
     assert limits.MAX_REQUESTS > LAUNCH_LIMIT + 64  # the op-level over-launch-limit class stays reachable
     assert limits.MAX_TABLE_CELLS >= MAX_TABLE_CELLS and limits.MAX_BLOCK_SIZE >= 256
+
+
+def test_a_position_past_int32_is_refused_naming_the_rule_wherever_a_state_is_built(tmp_path) -> None:
+    from properties.strategies import Case
+    from validation.errors import InputError
+
+    path = tmp_path / "int32.json"
+    path.write_text(json.dumps(POSITION_PAST_INT32))
+    done = subprocess.run([SCRIPT, "check", "--baseline", "oracle", "--candidate", "fused", "--state", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "reaches position 2147483648" in done.stderr and "position buffers are int32" in done.stderr
+    with pytest.raises(InputError, match="int32"):  # the form fuzz replays cases through
+        Case.from_dict(POSITION_PAST_INT32)
+
+
+def test_the_number_errors_say_where_and_why(tmp_path) -> None:
+    path = tmp_path / "digits.json"
+    path.write_bytes(BAD["integer_past_the_int_string_limit"])
+    done = subprocess.run([SCRIPT, "slots", "--state", str(path)], capture_output=True, text=True, timeout=60)
+    assert done.stderr.strip() == (f"dsa-validate slots: error: {path}: the number at line 1 column 16 has 5001 "
+                                   "digits, more than Python's int-string limit of 4300")

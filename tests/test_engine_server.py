@@ -292,7 +292,7 @@ def test_serve_command_starts_on_loopback_and_reads_the_key_from_the_environment
         assert url is not None and url.startswith("http://127.0.0.1:"), "".join(seen)
         assert not any("k-123" in line for line in seen)  # the key is never printed
         response = httpx.get(f"{url}/models", headers={"Authorization": "Bearer k-123"})
-        assert response.json()["data"][0]["id"] == "smollm2-135m-dsa-single_step"
+        assert response.json()["data"][0]["id"] == "smollm2-135m-dsa-oracle"
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -97,3 +97,15 @@ def test_cli_help_has_an_example(cli, capsys: pytest.CaptureFixture[str]) -> Non
     with pytest.raises(SystemExit):
         cli(["ifeval", "score", "--help"])
     assert "dsa-validate ifeval score --responses" in capsys.readouterr().out
+
+
+def test_long_unmatched_lists_are_summarised_with_where_the_whole_list_is(
+        cli, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    responses = _write(tmp_path / "many.jsonl", [{"key": 10**6 + i, "response": "x"} for i in range(5000)])
+    assert cli(["ifeval", "score", "--responses", str(responses), "--data", str(SAMPLE_INPUT)]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("responses matching no prompt"))
+    assert line.startswith("responses matching no prompt, lines: 5000, first 10: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, ...")
+    assert len(out) < 2000, "the terminal gets a summary, not every line number"
+    full = Path(line.rsplit("; all of them in ", 1)[1])
+    assert json.loads(full.read_text())["unknown_lines"] == list(range(1, 5001))

@@ -15,6 +15,9 @@ in one line naming the file and where it broke (exit 2), never a traceback, wher
 from __future__ import annotations
 
 import json
+import math
+import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -102,8 +105,40 @@ def read_json(path: str | Path, what: str = "state file") -> Any:
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise InputError(str(path), f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except RecursionError:  # the parser recurses per nesting level: thousands of brackets exhaust it
         raise InputError(str(path), "JSON nested thousands of levels deep: not a state or case file") from None
+    except _Unreadable as exc:
+        raise InputError(str(path), str(exc)) from None
+    except ValueError:  # int() past Python's int-string limit (sys.get_int_max_str_digits(), 4300 by default)
+        raise InputError(str(path), _too_many_digits(text)) from None
+
+
+class _Unreadable(ValueError):
+    """A number JSON can spell but no field can hold (NaN, Infinity, 1e999)."""
+
+
+def _refuse_constant(name: str) -> float:
+    raise _Unreadable(f"the number {name} is not finite")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        shown = literal if len(literal) <= 40 else literal[:37] + "..."
+        raise _Unreadable(f"the number {shown} is not finite as a float")
+    return value
+
+
+def _too_many_digits(text: str) -> str:
+    """Where the first integer literal past Python's int-string limit starts, as line and column."""
+    limit = sys.get_int_max_str_digits() or 4300
+    found = re.search(rf"\d{{{limit + 1},}}", text)
+    if found is None:
+        return f"a number has more than {limit} digits (Python's int-string limit)"
+    line = text.count("\n", 0, found.start()) + 1
+    column = found.start() - (text.rfind("\n", 0, found.start()) + 1) + 1
+    return (f"the number at line {line} column {column} has {found.end() - found.start()} digits, more than "
+            f"Python's int-string limit of {limit}")

@@ -33,6 +33,11 @@ RUNNER_FIELDS = ("launch_num_tokens", "prior_position_ids", "block_tables_past_b
 ALL_FIELDS = ARRAY_FIELDS + SCALAR_FIELDS + RUNNER_FIELDS + ("name", "note")
 # FDConfig.check() asserts max_num_seqs <= 512 (SPEC 4a): a captured block table has at most this many rows.
 MAX_NUM_SEQS = 512
+# Every position a step writes fits int32: FastDeploy holds seq_lens_decoder and the position buffer as int32
+# (fastdeploy/worker/input_batch.py:144 and :193 @2d8338f9e4e6) and #7960's kernel computes ``int pos_id``
+# (custom_ops/gpu_ops/get_position_ids_and_slot_mapping.cu:46@7198b5883a0e), so a
+# position past INT32_MAX wraps in the code under test and cannot be a state a server reaches.
+POSITION_RULE = "FastDeploy's position buffers are int32 (fastdeploy/worker/input_batch.py:144,193@2d8338f9e4e6)"
 
 
 @dataclass(frozen=True)
@@ -226,6 +231,13 @@ class BatchState:
             bad = np.flatnonzero(arr < 0)
             if bad.size:
                 raise InputError(field, f"must be >= 0, got {int(arr[bad[0]])}", int(bad[0]))
+        last = dec.astype(np.int64) + this.astype(np.int64) - 1
+        bad = np.flatnonzero((this > 0) & (last > INT32_MAX))
+        if bad.size:
+            b = int(bad[0])
+            raise InputError(
+                "seq_lens_decoder", f"request {b} reaches position {int(last[b])} (seq_lens_decoder {int(dec[b])} + "
+                f"seq_lens_this_time {int(this[b])} - 1), past int32's {INT32_MAX}: {POSITION_RULE}", b)
         for b in range(bsz):
             if enc[b] > 0 and this[b] != enc[b]:
                 raise InputError(

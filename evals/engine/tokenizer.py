@@ -46,6 +46,10 @@ class Tokenizer:
         bpe.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in self.special_tokens])
         self._tok = bpe
         self.vocab_size = len(tokens)
+        # The most characters one token spells: a byte-level token's string has one character per byte, and a
+        # decoded character takes at least one byte. The server refuses a prompt longer than the context times this
+        # before tokenizing it.
+        self.max_token_chars = max(len(t) for t in tokens)
         self.bos_token_id = int(metadata["tokenizer.ggml.bos_token_id"])
         self.eos_token_id = int(metadata["tokenizer.ggml.eos_token_id"])
         self.chat_template: str = metadata["tokenizer.chat_template"]
@@ -54,8 +58,9 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``; special-token text (``<|im_start|>``) maps to its one id; no BOS is added
-        (the GGUF says ``add_bos_token = false``)."""
-        return self._tok.encode(text, add_special_tokens=False).ids
+        (the GGUF says ``add_bos_token = false``). Through ``encode_batch``, which releases the GIL while it works
+        (``encode`` holds it), so a server tokenizing a long prompt on a worker thread does not stall its event loop."""
+        return self._tok.encode_batch([text], add_special_tokens=False)[0].ids
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
         return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)

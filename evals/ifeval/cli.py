@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -159,8 +160,12 @@ def run_ifeval(
     return report
 
 
-def format_table(report: dict[str, Any]) -> str:
-    """The four metrics as a small table, plus what was missing or unknown."""
+SHOWN_ITEMS = 10  # a list longer than this is summarised on the terminal (count, first few, where it all is)
+
+
+def format_table(report: dict[str, Any], full_lists: str | None = None) -> str:
+    """The four metrics as a small table, plus what was missing or unknown; a long list is shown as its count and
+    first ``SHOWN_ITEMS`` entries, with ``full_lists`` (a file holding them all) named."""
     from evals.ifeval import scoring
 
     width = max(len(n) for n in scoring.METRIC_NAMES)
@@ -170,18 +175,47 @@ def format_table(report: dict[str, Any]) -> str:
     rows.append(f"{counts['prompts']} prompts, {counts['instructions']} instructions, "
                 f"{counts['responses_matched']} responses matched")
     if report["missing_responses"]:
-        rows.append(f"missing responses (counted as not followed), keys: "
-                    f"{', '.join(map(str, report['missing_responses']))}")
+        rows.append(_listed("missing responses (counted as not followed), keys", report["missing_responses"],
+                            full_lists))
     if report["unknown_responses"]:
-        rows.append(f"responses matching no prompt, lines: "
-                    f"{', '.join(str(u['line']) for u in report['unknown_responses'])}")
+        rows.append(_listed("responses matching no prompt, lines", [u["line"] for u in report["unknown_responses"]],
+                            full_lists))
     return "\n".join(rows)
+
+
+def _listed(label: str, items: list[Any], full_lists: str | None) -> str:
+    if len(items) <= SHOWN_ITEMS:
+        return f"{label}: {', '.join(map(str, items))}"
+    where = f"; all of them in {full_lists}" if full_lists else ""
+    return f"{label}: {len(items)}, first {SHOWN_ITEMS}: {', '.join(map(str, items[:SHOWN_ITEMS]))}, ...{where}"
 
 
 def _score_command(args: argparse.Namespace) -> int:
     report = run_ifeval(args.responses, args.data, args.json_out, args.details_out)
-    print(format_table(report))
+    print(format_table(report, _full_lists(report, args.responses, args.json_out)))
     return 0
+
+
+def _full_lists(report: dict[str, Any], responses: str, json_out: str | None) -> str | None:
+    """Where the whole missing/unknown lists can be read when the terminal shows only their start: the report
+    ``--json-out`` wrote (``missing_responses``, ``unknown_responses``), else a file written next to the responses
+    (or in the temporary folder when that one is read-only)."""
+    if max(len(report["missing_responses"]), len(report["unknown_responses"])) <= SHOWN_ITEMS:
+        return None
+    if json_out:
+        return f"{json_out} (missing_responses, unknown_responses)"
+    from evals.ifeval.store import write_json_atomic
+
+    lists = {"missing_responses": report["missing_responses"],
+             "unknown_lines": [u["line"] for u in report["unknown_responses"]]}
+    for folder in (Path(responses).resolve().parent, Path(tempfile.gettempdir())):
+        target = folder / f"{Path(responses).name}.unmatched.json"
+        try:
+            write_json_atomic(target, lists)
+        except OSError:
+            continue
+        return str(target)
+    return None
 
 
 def _run_command(args: argparse.Namespace) -> int:

@@ -37,9 +37,14 @@ class Delta:
 
 @dataclass(frozen=True)
 class Failure:
-    """The engine failed while running this request; it has been aborted."""
+    """The engine failed while running this request, or the server is shutting down; it has been aborted.
+    ``code`` is the OpenAI error code the client gets (``engine_error`` is a 500, ``shutting_down`` a 503)."""
 
     message: str
+    code: str = "engine_error"
+
+
+SHUTTING_DOWN = Failure("the server is shutting down", "shutting_down")
 
 
 @dataclass(eq=False)
@@ -67,17 +72,33 @@ class EngineThread:
         self._running: dict[Any, tuple[RequestHandle, asyncio.AbstractEventLoop, IncrementalText]] = {}
         self._closing = False
         self._thread = threading.Thread(target=self._loop, name="dsa-engine", daemon=True)
+        self._live: set[RequestHandle] = set()  # submitted and not yet given up by their handler (event loop only)
         self.steps = 0
 
     def start(self) -> None:
         self._thread.start()
 
-    def close(self) -> None:
-        """Stop the thread; requests still running end with a Failure event."""
+    def close(self, timeout_s: float | None = None) -> None:
+        """Stop the thread; requests still running end with a Failure event. Waits up to ``timeout_s`` for a step
+        in progress (None: for ever)."""
+        self.begin_close()
+        self._thread.join(timeout_s)
+
+    def begin_close(self) -> None:
+        """Refuse new requests (``submit`` raises RuntimeError) and let the thread stop after its current step."""
         with self._wake:
             self._closing = True
             self._wake.notify()
-        self._thread.join()
+
+    def fail_live(self, failure: Failure) -> int:
+        """End every request a handler still waits on with ``failure`` now, without waiting for a step in progress
+        (event loop only: a graceful shutdown answers in-flight clients at once). Returns how many."""
+        live, self._live = self._live, set()
+        for handle in live:
+            if not handle.done:
+                handle.done = True
+                handle.events.put_nowait(failure)
+        return len(live)
 
     async def submit(self, handle: RequestHandle) -> RequestHandle:
         """Add ``handle`` to the engine; raises what ``engine.add_request`` raised (QueueFull, ValueError)."""
@@ -85,13 +106,19 @@ class EngineThread:
         accepted = loop.create_future()
         self._post("add", (handle, loop, accepted))
         await accepted
+        self._live.add(handle)
         return handle
 
     def abort(self, handle: RequestHandle) -> None:
-        """Free ``handle``'s engine state (client gone); a no-op once it finished."""
-        if not handle.done:
-            handle.done = True
+        """Free ``handle``'s engine state (client gone, or its handler is done with it); safe to call twice."""
+        self._live.discard(handle)
+        if handle.done:
+            return
+        handle.done = True
+        try:
             self._post("abort", handle)
+        except RuntimeError:  # shutting down: the thread aborts every request it still runs when it stops
+            pass
 
     def _post(self, kind: str, payload: Any) -> None:
         with self._wake:
@@ -123,8 +150,8 @@ class EngineThread:
                     self._step()
             except Exception as exc:  # never let the thread die with clients waiting on it
                 _log.exception("engine thread error")
-                self._fail_all(f"engine error: {type(exc).__name__}: {exc}")
-        self._fail_all("the server is shutting down")
+                self._fail_all(Failure(f"engine error: {type(exc).__name__}: {exc}"))
+        self._fail_all(SHUTTING_DOWN)
         for kind, payload in self._commands:
             if kind == "add":
                 _, loop, accepted = payload
@@ -150,7 +177,7 @@ class EngineThread:
         try:
             outputs = self.engine.step()
         except Exception as exc:
-            self._fail_all(f"engine step failed: {type(exc).__name__}: {exc}")
+            self._fail_all(Failure(f"engine step failed: {type(exc).__name__}: {exc}"))
             return
         self.steps += 1
         for out in outputs:
@@ -168,7 +195,7 @@ class EngineThread:
             event = Delta(delta, finish, int(out.prompt_tokens), int(out.completion_tokens))
             loop.call_soon_threadsafe(handle.events.put_nowait, event)
 
-    def _fail_all(self, message: str) -> None:
+    def _fail_all(self, failure: Failure) -> None:
         running, self._running = self._running, {}
         for request_id, (handle, loop, _) in running.items():
             handle.done = True
@@ -176,7 +203,7 @@ class EngineThread:
                 self.engine.abort(request_id)
             except Exception:  # the engine is already broken; the client still gets its Failure
                 pass
-            loop.call_soon_threadsafe(handle.events.put_nowait, Failure(message))
+            loop.call_soon_threadsafe(handle.events.put_nowait, failure)
 
 
 def _settle(future: asyncio.Future, exc: BaseException | None) -> None:

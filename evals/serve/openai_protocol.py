@@ -5,23 +5,44 @@ engine has no use for (``user``, ``logit_bias``, FastDeploy's ``chat_template_kw
 written for other OpenAI-compatible servers work unchanged. Decoding is always greedy: ``temperature``/``top_p`` are
 accepted and range-checked but do not change the answer (this server exists to compare two slot-mapping
 implementations bit for bit, which needs deterministic decoding).
+
+Text must be valid Unicode: JSON can spell a lone surrogate (``"\\ud800"``), which no tokenizer can encode, so it is
+refused here with the field named (a 400), never left to fail in the tokenizer (once a plain-text 500). Stop strings
+are bounded as OpenAI bounds them (at most ``MAX_STOP_STRINGS``), and in length (``MAX_STOP_CHARS``): each step
+checks every stop string against the text's tail, on the engine thread that serves every client.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+
+MAX_STOP_STRINGS = 4  # OpenAI's documented limit ("up to 4 sequences")
+MAX_STOP_CHARS = 256  # per stop string: the tail check costs about its square per step
+
+
+def _unicode(text: str) -> str:
+    """Refuse a lone surrogate, naming where it is (pydantic reports the field)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"a lone surrogate (U+{ord(text[exc.start]):04X}) at character {exc.start} is not valid "
+                         "Unicode text") from None
+    return text
+
 
 _Number = StrictInt | StrictFloat
+Text = Annotated[StrictStr, AfterValidator(_unicode)]
+_Stop = Annotated[Text, Field(max_length=MAX_STOP_CHARS)]
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    model: StrictStr | None = None
+    model: Text | None = None
     max_tokens: Annotated[StrictInt, Field(ge=1)] | None = None
-    stop: StrictStr | Annotated[list[StrictStr], Field(max_length=16)] | None = None
+    stop: _Stop | Annotated[list[_Stop], Field(max_length=MAX_STOP_STRINGS)] | None = None
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
     seed: StrictInt | None = None
@@ -45,14 +66,14 @@ class TextPart(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     type: Literal["text"]
-    text: StrictStr
+    text: Text
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "developer", "user", "assistant"]
-    content: StrictStr | list[TextPart]
+    content: Text | list[TextPart]
 
     def text(self) -> str:
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
@@ -67,8 +88,8 @@ class ChatCompletionRequest(_Request):
 
 
 class CompletionRequest(_Request):
-    prompt: StrictStr | Annotated[list[StrictInt], Field(min_length=1)] | Annotated[
-        list[StrictStr], Field(min_length=1, max_length=1)]
+    prompt: Text | Annotated[list[StrictInt], Field(min_length=1)] | Annotated[
+        list[Text], Field(min_length=1, max_length=1)]
     echo: Literal[False] = False
     logprobs: None = None
 

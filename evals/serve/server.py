@@ -4,43 +4,60 @@ Its only difference between a "before" and an "after" server is the slot-mapping
 (`dsa-validate ifeval run`) can compare two of them exactly as it compares two FastDeploy servers. Endpoints:
 ``/v1/models``, ``/v1/chat/completions`` and ``/v1/completions`` (both streaming over SSE and not), ``/health``.
 Concurrent requests are batched by the engine's scheduler on one engine thread (``EngineThread``). Decoding is
-greedy whatever ``temperature`` says. Errors use OpenAI's shape: 400 bad request, 401 bad key, 404 unknown model,
-503 engine full (with Retry-After), 500 engine failure. A client that disconnects is aborted in the engine, freeing
-its blocks. fastapi, uvicorn and paddle are imported only when a server is built.
+greedy whatever ``temperature`` says. Errors use OpenAI's shape: 400 bad request, 401 bad key (checked before the
+body is read), 404 unknown model, 413 body too large, 503 engine full (with Retry-After) or shutting down, 500 engine
+failure or a bug (JSON too). A client that disconnects is aborted in the engine, freeing its blocks. fastapi,
+uvicorn and paddle are imported only when a server is built.
+
+Limits, so that one client cannot stall the others (all stated in the README): the body (``max_body_bytes``, a 413
+before it is parsed, ``request_guard``); a prompt with more characters than the context could hold at the
+tokenizer's longest token is refused before it is tokenized; tokenizing and the chat template run on a worker
+thread, never on the event loop; stop strings (``openai_protocol``). SIGTERM drains: the server stops accepting,
+in-flight streams get an error event and waiting requests a 503 at once, the responses flush within ``drain_s``, and
+the process exits 0.
 """
 
 import asyncio
-import hmac
+import contextlib
 import ipaddress
 import json
+import logging
+import signal
 import socket
 import sys
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from evals.serve.engine_thread import Delta, EngineThread, Failure, RequestHandle
+from evals.serve.engine_thread import SHUTTING_DOWN, Delta, EngineThread, Failure, RequestHandle
 from validation.errors import InputError
 
 DISCONNECT_POLL_S = 0.2  # how often a non-streaming request checks that its client is still there
+# 1 MiB: about 30 times the JSON of a prompt that fills the 8,192-token context with English text.
+MAX_BODY_BYTES = 1 << 20
+DRAIN_S = 5.0  # after SIGTERM, how long in-flight responses get to flush before the process exits
+_log = logging.getLogger(__name__)
 
 
 @dataclass
 class ServerConfig:
     """What ``dsa-validate serve`` exposes; ``engine_options`` passes further EngineConfig fields (num_blocks ...)."""
 
-    slot_mapping: str = "single_step"
+    slot_mapping: str = "oracle"  # the independent truth: a plain ``serve`` answers correctly (issue 19)
     block_size: int = 64
-    padding: str = "capture"
+    padding: str = "none"
     top_k: int | None = None
     host: str = "127.0.0.1"
     port: int = 8188
     api_key: str | None = None  # the key itself (the CLI reads it from the variable --api-key-env names)
     model_name: str | None = None
     engine_options: dict[str, Any] = field(default_factory=dict)
+    max_body_bytes: int = MAX_BODY_BYTES
+    drain_s: float = DRAIN_S
 
     @property
     def served_model(self) -> str:
@@ -135,12 +152,19 @@ def create_app(config: ServerConfig, engine: Any, tokenizer: Any) -> Any:
     from evals.engine.engine import QueueFull
     from evals.serve.openai_protocol import (ChatCompletionRequest, CompletionRequest, describe_validation_errors,
                                               error_body)
+    from evals.serve.request_guard import RequestGuard
 
     model_name = config.served_model
     fingerprint = f"dsa-{config.slot_mapping}-bs{config.block_size}-{config.padding}"
     context_len = int(engine.max_model_len)
+    # A prompt of more characters than this cannot fit the context whatever it says (a token spells at most
+    # ``max_token_chars``): refused before the tokenizer spends a second on it.
+    token_chars = getattr(tokenizer, "max_token_chars", None)
+    max_prompt_chars = context_len * token_chars if isinstance(token_chars, int) else None
     runner = EngineThread(engine, tokenizer.decode, tokenizer.stop_token_ids)
+    tokenizing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsa-tokenize")
     app = FastAPI(title="dsa-validation engine server", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(RequestGuard, api_key=config.api_key, max_body_bytes=config.max_body_bytes)
     app.state.engine_thread = runner
     app.state.config = config
 
@@ -158,15 +182,20 @@ def create_app(config: ServerConfig, engine: Any, tokenizer: Any) -> Any:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
         return JSONResponse(error_body(str(exc.detail), param=None, code=code), exc.status_code)
 
-    def authorize(request: Request) -> None:
-        if config.api_key is None:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not given:
-            raise _APIError(401, "Missing API key: send it as 'Authorization: Bearer <key>'.", code="invalid_api_key")
-        if not hmac.compare_digest(given.strip().encode(), config.api_key.encode()):
-            raise _APIError(401, "Incorrect API key provided.", code="invalid_api_key")
+    @app.exception_handler(Exception)
+    async def _bug(_: Request, exc: Exception) -> JSONResponse:  # a real bug: still JSON, logged with its traceback
+        _log.error("unhandled error in a request", exc_info=exc)
+        return JSONResponse(error_body(f"internal server error ({type(exc).__name__}); the server log has the "
+                                       "traceback", "server_error", code="internal_error"), 500)
+
+    async def tokenize(text_of: Callable[[], str], chars: int, prompt_field: str) -> list[int]:
+        """The prompt's ids, computed on the tokenizing thread; ``chars`` (the user's text) is checked first."""
+        if max_prompt_chars is not None and chars > max_prompt_chars:
+            raise _APIError(400, f"This model's maximum context length is {context_len} tokens; the prompt has "
+                                 f"{chars} characters, more than {context_len} tokens of at most {token_chars} "
+                                 "characters can spell.", param=prompt_field, code="context_length_exceeded")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(tokenizing, lambda: tokenizer.encode(text_of()))
 
     def check_model(name: str | None) -> None:
         if name is not None and name != model_name:
@@ -194,7 +223,7 @@ def create_app(config: ServerConfig, engine: Any, tokenizer: Any) -> Any:
         except ValueError as exc:
             raise _APIError(400, str(exc), param=prompt_field) from None
         except RuntimeError as exc:
-            raise _APIError(503, str(exc), "server_error", code="shutting_down") from None
+            raise _APIError(503, str(exc), "server_error", code=SHUTTING_DOWN.code) from None
 
     async def respond(request: Request, handle: RequestHandle, shape: _Completion, stream: bool,
                       include_usage: bool) -> Any:
@@ -208,7 +237,8 @@ def create_app(config: ServerConfig, engine: Any, tokenizer: Any) -> Any:
             while True:
                 event = await handle.events.get()
                 if isinstance(event, Failure):
-                    raise _APIError(500, event.message, "server_error", code="engine_error")
+                    raise _APIError(503 if event.code == SHUTTING_DOWN.code else 500, event.message, "server_error",
+                                    code=event.code)
                 if event is _GONE:
                     raise _APIError(499, "client disconnected", "client_closed_request")
                 parts.append(event.text)
@@ -226,7 +256,7 @@ def create_app(config: ServerConfig, engine: Any, tokenizer: Any) -> Any:
             while True:
                 event = await handle.events.get()
                 if isinstance(event, Failure):
-                    yield _sse(error_body(event.message, "server_error", code="engine_error"))
+                    yield _sse(error_body(event.message, "server_error", code=event.code))
                     return
                 if event.text:
                     yield _sse(shape.chunk(event.text, None, fingerprint))
@@ -252,29 +282,30 @@ def create_app(config: ServerConfig, engine: Any, tokenizer: Any) -> Any:
         return {"status": "ok", "model": model_name}
 
     @app.get("/v1/models")
-    async def models(request: Request) -> dict:
-        authorize(request)
+    async def models() -> dict:
         return {"object": "list", "data": [{"id": model_name, "object": "model", "created": 0,
                                             "owned_by": "dsa-validation", "root": model_name,
                                             "max_model_len": context_len}]}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
-        authorize(request)
         check_model(body.model)
         messages = [{"role": m.role if m.role != "developer" else "system", "content": m.text()}
                     for m in body.messages]
-        prompt_ids = tokenizer.encode(_chat_prompt(tokenizer, messages))
+        prompt_ids = await tokenize(lambda: _chat_prompt(tokenizer, messages),
+                                    sum(len(m["content"]) for m in messages), "messages")
         handle = await start(prompt_ids, body.token_limit(), body, "messages")
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return await respond(request, handle, _Completion(True, model_name), body.stream, include_usage)
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request) -> Any:
-        authorize(request)
         check_model(body.model)
         prompt = body.prompt[0] if isinstance(body.prompt, list) and isinstance(body.prompt[0], str) else body.prompt
-        prompt_ids = tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
+        if isinstance(prompt, str):
+            prompt_ids = await tokenize(lambda: prompt, len(prompt), "prompt")
+        else:
+            prompt_ids = list(prompt)
         vocab = _vocab_size(tokenizer)
         if vocab is not None and any(not 0 <= t < vocab for t in prompt_ids):
             raise _APIError(400, f"'prompt': token ids must lie in [0, {vocab})", param="prompt")
@@ -343,22 +374,53 @@ def prepare(config: ServerConfig, engine: Any = None, log_level: str = "warning"
         tokenizer = load_tokenizer()
     app = create_app(config, engine, tokenizer)
     uv_config = uvicorn.Config(app, host=config.host, port=config.port, log_level=log_level, access_log=False,
-                               lifespan="off", timeout_graceful_shutdown=2)
+                               lifespan="off", timeout_graceful_shutdown=max(1, round(config.drain_s)))
     return app, uv_config
+
+
+def graceful_server(uv_config: Any, runner: EngineThread, ready_line: str | None = None) -> Any:
+    """A uvicorn server whose shutdown (SIGTERM, SIGINT, ``should_exit``) answers every in-flight request at once
+    (a stream's error event, a 503) before uvicorn's drain, and which, stopped by a signal, returns instead of
+    re-raising it, so that ``dsa-validate serve`` exits 0 after a clean drain."""
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started and ready_line:  # uvicorn logs no address for sockets it was handed
+                print(ready_line, file=sys.stderr, flush=True)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            runner.begin_close()  # new requests: 503 shutting_down
+            runner.fail_live(SHUTTING_DOWN)  # in-flight ones: answered now, not after the step in progress
+            await super().shutdown(sockets)
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            handled = (signal.SIGINT, signal.SIGTERM)
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return GracefulServer(uv_config)
 
 
 def start_in_thread(config: ServerConfig, engine: Any = None, timeout_s: float = 60.0) -> RunningServer:
     """Serve in this process on a daemon thread (``port=0``: a free port); returns once it accepts connections."""
-    import uvicorn
-
     sock = bind(config.host, config.port)
     try:
         app, uv_config = prepare(config, engine)
     except BaseException:
         sock.close()
         raise
-    server = uvicorn.Server(uv_config)
     runner: EngineThread = app.state.engine_thread
+    server = graceful_server(uv_config, runner)
     runner.start()
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="dsa-server", daemon=True)
     thread.start()
@@ -374,7 +436,7 @@ def start_in_thread(config: ServerConfig, engine: Any = None, timeout_s: float =
 
     def stop() -> None:
         server.should_exit = True
-        thread.join(timeout=10)
+        thread.join(timeout=config.drain_s + 10)
         runner.close()
         sock.close()
 
@@ -383,26 +445,18 @@ def start_in_thread(config: ServerConfig, engine: Any = None, timeout_s: float =
 
 
 def serve_forever(config: ServerConfig) -> None:
-    """Run in the foreground until interrupted (``dsa-validate serve``); prints ``listening on URL`` once ready."""
-    import uvicorn
-
+    """Run in the foreground until SIGTERM or Ctrl+C (``dsa-validate serve``); prints ``listening on URL`` once
+    ready; returns after the drain (the engine thread gets ``drain_s`` more to finish a step in progress)."""
     sock = bind(config.host, config.port)
     host, port = sock.getsockname()[:2]
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}/v1"
-
-    class _Server(uvicorn.Server):
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
-            if self.started:  # uvicorn logs no address for sockets it was handed
-                print(f"listening on {url} (Ctrl+C stops)", file=sys.stderr, flush=True)
-
     try:
         app, uv_config = prepare(config)
         runner: EngineThread = app.state.engine_thread
         runner.start()
         try:
-            _Server(uv_config).run(sockets=[sock])
+            graceful_server(uv_config, runner, f"listening on {url} (Ctrl+C or SIGTERM stops)").run(sockets=[sock])
         finally:
-            runner.close()
+            runner.close(timeout_s=config.drain_s)
     finally:
         sock.close()
