@@ -45,21 +45,18 @@ class RequestGuard:
             return
         refusal = self._refuse_key(scope)
         if refusal is not None:
-            await _answer(send, 401, refusal)
+            await _refuse(scope, receive, send, 401, refusal, 0)
             return
         if scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
         length = _header(scope, b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-            if (_header(scope, b"expect") or "").lower() != "100-continue":
-                await _discard(receive, 0)
-            await _answer(send, 413, self._too_large(length))
+            await _refuse(scope, receive, send, 413, self._too_large(length), 0)
             return
         body = await self._read_bounded(receive)
         if isinstance(body, int):
-            await _discard(receive, body)
-            await _answer(send, 413, self._too_large(None))
+            await _refuse(scope, receive, send, 413, self._too_large(None), body)
             return
         await self.app(scope, _replay(body, receive), send)
 
@@ -93,6 +90,14 @@ class RequestGuard:
             parts.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(parts)
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, body: dict, read: int) -> None:
+    """Answer ``status`` without parsing the body: its unread rest (``read`` bytes are gone) is thrown away first,
+    unless the client waits for ``100 Continue`` and has sent none of it."""
+    if (_header(scope, b"expect") or "").lower() != "100-continue":
+        await _discard(receive, read)
+    await _answer(send, status, body)
 
 
 async def _discard(receive: Receive, size: int) -> None:

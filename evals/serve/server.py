@@ -278,8 +278,10 @@ def create_app(config: ServerConfig, engine: Any, tokenizer: Any) -> Any:
                 return
 
     @app.get("/health")
-    async def health() -> dict:
-        return {"status": "ok", "model": model_name}
+    async def health() -> dict:  # the pool's state too: an operator (and the abuse test) sees leaked blocks
+        allocator = engine.allocator
+        return {"status": "ok", "model": model_name, "num_blocks": int(allocator.num_blocks),
+                "free_blocks": int(allocator.num_free)}
 
     @app.get("/v1/models")
     async def models() -> dict:
