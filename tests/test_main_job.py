@@ -12,12 +12,12 @@ import json
 import queue
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from serve_process import launch, listening
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "validation.cli"]
@@ -92,24 +92,11 @@ def _engine_or_skip() -> None:
 
 
 def _serve(slot_mapping: str) -> tuple[subprocess.Popen, queue.Queue]:
-    proc = subprocess.Popen([*CLI, "serve", "--slot-mapping", slot_mapping, *SERVE_FLAGS], cwd=REPO,
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
-    return proc, lines
+    return launch("--slot-mapping", slot_mapping, *SERVE_FLAGS)
 
 
 def _url(proc: subprocess.Popen, lines: queue.Queue) -> str:
-    seen: list[str] = []
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            seen.append(lines.get(timeout=1))
-        except queue.Empty:
-            continue
-        if "listening on http://" in seen[-1]:
-            return seen[-1].split("listening on ", 1)[1].split()[0]
-    raise AssertionError("the server did not start: " + "".join(seen))
+    return listening(proc, lines).url
 
 
 @pytest.fixture(scope="module")

@@ -54,11 +54,14 @@ def _health(served: ServeProcess) -> dict:
     return httpx.get(served.url.removesuffix("/v1") + "/health", timeout=30).json()
 
 
-def test_the_default_serves_the_oracle_without_padding_and_says_so(served) -> None:
+def test_the_default_serves_the_oracle_without_padding_says_so_and_knows_paris(served) -> None:
     banner = "".join(served.lines)
     assert "slot mapping oracle (the independent truth), padding none" in banner
     assert "known findings: none recorded for this path and padding" in banner
     assert httpx.get(f"{served.url}/models", headers=AUTH).json()["data"][0]["id"] == "smollm2-135m-dsa-oracle"
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    answer = _chat(served.url, messages=question, max_tokens=24).json()["choices"][0]["message"]["content"]
+    assert "Paris" in answer, answer
 
 
 def test_a_wrong_key_is_401_before_the_body_is_read_or_validated(served) -> None:
