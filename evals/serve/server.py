@@ -166,6 +166,7 @@ def create_app(config: ServerConfig, engine: Any, tokenizer: Any) -> Any:
     app = FastAPI(title="dsa-validation engine server", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(RequestGuard, api_key=config.api_key, max_body_bytes=config.max_body_bytes)
     app.state.engine_thread = runner
+    app.state.tokenizing = tokenizing
     app.state.config = config
 
     @app.exception_handler(_APIError)
@@ -380,11 +381,13 @@ def prepare(config: ServerConfig, engine: Any = None, log_level: str = "warning"
     return app, uv_config
 
 
-def graceful_server(uv_config: Any, runner: EngineThread, ready_line: str | None = None) -> Any:
+def graceful_server(uv_config: Any, app: Any, ready_line: str | None = None) -> Any:
     """A uvicorn server whose shutdown (SIGTERM, SIGINT, ``should_exit``) answers every in-flight request at once
     (a stream's error event, a 503) before uvicorn's drain, and which, stopped by a signal, returns instead of
     re-raising it, so that ``dsa-validate serve`` exits 0 after a clean drain."""
     import uvicorn
+
+    runner: EngineThread = app.state.engine_thread
 
     class GracefulServer(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -396,6 +399,7 @@ def graceful_server(uv_config: Any, runner: EngineThread, ready_line: str | None
             runner.begin_close()  # new requests: 503 shutting_down
             runner.fail_live(SHUTTING_DOWN)  # in-flight ones: answered now, not after the step in progress
             await super().shutdown(sockets)
+            app.state.tokenizing.shutdown(wait=False, cancel_futures=True)
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
@@ -422,7 +426,7 @@ def start_in_thread(config: ServerConfig, engine: Any = None, timeout_s: float =
         sock.close()
         raise
     runner: EngineThread = app.state.engine_thread
-    server = graceful_server(uv_config, runner)
+    server = graceful_server(uv_config, app)
     runner.start()
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="dsa-server", daemon=True)
     thread.start()
@@ -457,7 +461,7 @@ def serve_forever(config: ServerConfig) -> None:
         runner: EngineThread = app.state.engine_thread
         runner.start()
         try:
-            graceful_server(uv_config, runner, f"listening on {url} (Ctrl+C or SIGTERM stops)").run(sockets=[sock])
+            graceful_server(uv_config, app, f"listening on {url} (Ctrl+C or SIGTERM stops)").run(sockets=[sock])
         finally:
             runner.close(timeout_s=config.drain_s)
     finally:
