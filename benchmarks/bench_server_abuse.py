@@ -7,7 +7,8 @@ Each repeat starts a fresh server process, as a user runs it, and measures:
     sent while a normal request runs: the big one's status and time, the normal one's time, the server's RSS growth;
   * the long-prompt prefill: a completion of a prompt `--max-model-len` - 8 tokens long (the longest the default
     context takes with room to answer), max_tokens 1: the time to its one token, which is the prefill;
-    and a normal request sent 1 s into that prefill: its time (it shares the prefill's steps);
+    the server's CPU seconds over it (all threads; the beside request's few included), and a normal request sent
+    1 s into that prefill: its time (it shares the prefill's steps);
   * a normal request afterwards: its time, and the pool's free blocks (/health).
 Then, once: 32 chat prompts sent at the same time vs the same 32 one at a time (greedy, `--max-tokens`): how many
 answers are identical, and for each that differs, why: the engine in this process runs the prompt alone and in a
@@ -33,7 +34,7 @@ import time
 
 import httpx
 
-from bench_server import TOPICS
+from bench_server import TOPICS, process_cpu_s
 
 BIG_BODY = json.dumps({"messages": [{"role": "user", "content": "abcd efgh " * 1_000_000}], "max_tokens": 8})
 NORMAL = {"messages": [{"role": "user", "content": "Name three colours."}], "max_tokens": 8}
@@ -85,8 +86,10 @@ def one_repeat(max_model_len: int) -> dict:
         during: dict = {}
         beside = threading.Thread(target=lambda: (time.sleep(1.0), during.update(
             zip(("response", "s"), timed_post(chat, json=NORMAL)))))
+        cpu = process_cpu_s(proc.pid)
         beside.start()  # a normal request arriving while the long prompt is prefilled
         prefill, prefill_s = timed_post(f"{url}/completions", json={"prompt": ids, "max_tokens": 1})
+        prefill_cpu_s = process_cpu_s(proc.pid) - cpu
         beside.join()
         after_s = timed_post(chat, json=NORMAL)[1]
         health = httpx.get(url.removesuffix("/v1") + "/health").json()
@@ -95,6 +98,7 @@ def one_repeat(max_model_len: int) -> dict:
                 "concurrent_normal_status": normal["response"].status_code, "concurrent_normal_s": round(normal["s"], 3),
                 "rss_growth_mib": round(rss_after - rss_before, 1), "prefill_tokens": len(ids),
                 "prefill_status": prefill.status_code, "prefill_s": round(prefill_s, 2),
+                "prefill_server_cpu_s": round(prefill_cpu_s, 2),
                 "normal_during_prefill_s": round(during["s"], 2),
                 "normal_after_s": round(after_s, 3), "free_blocks_after": health["free_blocks"],
                 "num_blocks": health["num_blocks"]}
@@ -193,8 +197,8 @@ def main() -> None:
     for i in range(args.repeats):
         runs.append(one_repeat(args.max_model_len))
         print(f"repeat {i + 1}: {json.dumps(runs[-1])}", flush=True)
-    keys = ("normal_alone_s", "big_s", "concurrent_normal_s", "rss_growth_mib", "prefill_s", "normal_during_prefill_s",
-            "normal_after_s")
+    keys = ("normal_alone_s", "big_s", "concurrent_normal_s", "rss_growth_mib", "prefill_s", "prefill_server_cpu_s",
+            "normal_during_prefill_s", "normal_after_s")
     medians = {k: statistics.median(r[k] for r in runs) for k in keys}
     print(f"medians of {len(runs)} fresh servers: {medians}")
     result = {"runs": runs, "medians": medians}
