@@ -206,3 +206,28 @@ def test_scheduling_is_deterministic() -> None:
         return run(sched)
 
     assert trace() == trace()
+
+
+def test_a_long_prefill_chunk_cap_admits_a_newcomer_at_once() -> None:
+    """Without the cap a running long prefill takes every step's whole budget and a request arriving meanwhile
+    waits for all of it (issue 19); with ``long_prefill_chunk`` the newcomer is admitted in the next step."""
+    def newcomer_first_step(cap: int | None) -> int:
+        sched = Scheduler(BlockAllocator(64, 4), max_num_seqs=4, max_num_batched_tokens=16, max_model_len=1024,
+                          long_prefill_chunk=cap)
+        sched.add(Request(0, tokens(120), max_tokens=1))
+        out = sched.schedule()
+        sched.update(out, {s.request.request_id: 7 for s in out.scheduled if s.samples})
+        sched.add(Request(1, tokens(5, 1), max_tokens=2))
+        for step in range(1, 100):
+            out = sched.schedule()
+            if any(s.request.request_id == 1 for s in out.scheduled):
+                assert all(s.num_tokens <= (cap or 16) for s in out.scheduled)
+                return step
+            sched.update(out, {s.request.request_id: 7 for s in out.scheduled if s.samples})
+        raise AssertionError("the newcomer was never scheduled")
+
+    assert newcomer_first_step(None) > 5  # waits for the long prefill's remaining 104 tokens at 16 a step
+    assert newcomer_first_step(4) == 1
+    off = Scheduler(BlockAllocator(64, 4), max_num_seqs=4, max_num_batched_tokens=16, max_model_len=1024,
+                    chunked_prefill=False, long_prefill_chunk=4)
+    assert off.chunk_cap == 16  # a whole prefill is what chunked prefill off means: the cap does not apply

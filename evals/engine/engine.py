@@ -48,6 +48,7 @@ class EngineConfig:
     backend: str = "paddle"
     chunked_prefill: bool = True  # off: a prefill runs whole in one step (see Scheduler)
     prefix_caching: bool = True  # off: no request starts from another's cached blocks
+    long_prefill_chunk: int | None = None  # None: a prefill takes what the budget leaves (see Scheduler)
 
     def validate(self) -> None:
         """Raise ``InputError`` naming the first bad field."""
@@ -55,7 +56,7 @@ class EngineConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(name, f"must be an integer >= 1, got {value!r}")
-        for name in ("top_k", "num_index_heads", "num_blocks", "cache_blocks", "max_model_len"):
+        for name in ("top_k", "num_index_heads", "num_blocks", "cache_blocks", "max_model_len", "long_prefill_chunk"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise InputError(name, f"must be an integer >= 1 (or unset), got {value!r}")
@@ -119,7 +120,8 @@ class Engine:
         self.scheduler = Scheduler(self.allocator, max_num_seqs=config.max_num_seqs,
                                    max_num_batched_tokens=config.max_num_batched_tokens,
                                    max_model_len=self.max_model_len, chunked_prefill=config.chunked_prefill,
-                                   prefix_caching=config.prefix_caching)
+                                   prefix_caching=config.prefix_caching,
+                                   long_prefill_chunk=config.long_prefill_chunk)
         self.max_blocks = -(-self.max_model_len // bs)
         self.cache_slots = max(num_blocks, config.cache_blocks or 0) * bs
         self.caches = self.model.new_caches(num_blocks=self.cache_slots // bs, block_size=bs)

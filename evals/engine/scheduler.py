@@ -11,6 +11,11 @@ first come first served, when nothing was preempted in the step, a row is free a
 room; each starts from the cached full blocks its prompt shares with running requests (a prefix
 hit). Every choice depends only on lengths and prompt tokens, so a workload always schedules the
 same way, whatever tokens the model generates. Design after vLLM v1's and nano-vLLM's schedulers.
+
+``long_prefill_chunk`` (off by default, so the engine's batches stay as they were) caps the tokens one prefilling
+request takes in a step, as vLLM's ``long_prefill_token_threshold`` does: running requests are served first, so
+without it a long prompt takes the whole budget of every step until it is prefilled, and a request arriving
+meanwhile waits for all of it (issue 19: a request sent during a 2,040-token prefill waited the whole 295 s).
 """
 
 from __future__ import annotations
@@ -90,7 +95,8 @@ class Scheduler:
     """The queue, the running set and the rows; ``schedule()`` then ``update()`` once per step."""
 
     def __init__(self, allocator: BlockAllocator, *, max_num_seqs: int, max_num_batched_tokens: int,
-                 max_model_len: int, chunked_prefill: bool = True, prefix_caching: bool = True) -> None:
+                 max_model_len: int, chunked_prefill: bool = True, prefix_caching: bool = True,
+                 long_prefill_chunk: int | None = None) -> None:
         if max_num_seqs < 1 or max_num_batched_tokens < 1:
             raise ValueError("max_num_seqs and max_num_batched_tokens must be >= 1")
         self.allocator = allocator
@@ -102,6 +108,8 @@ class Scheduler:
         # the other requests in the batch (SPEC 4, v1), so answers stop depending on arrival order.
         self.chunked_prefill = chunked_prefill
         self.prefix_caching = prefix_caching
+        # The most tokens one request prefills in a step (chunked prefill only): room is left for newcomers.
+        self.chunk_cap = long_prefill_chunk if chunked_prefill and long_prefill_chunk else max_num_batched_tokens
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []  # admission order: the last is preempted first
         self.rows: list[Request | None] = [None] * max_num_seqs
@@ -124,7 +132,7 @@ class Scheduler:
                 continue  # preempted earlier in this loop
             if budget == 0:
                 break
-            n = min(request.to_compute(), budget)
+            n = min(request.to_compute(), budget, self.chunk_cap)
             if not self._reserve(request, n, preempted):
                 continue  # the request itself was preempted
             chosen[request.row] = self._share(request, n)  # type: ignore[index]
@@ -159,7 +167,7 @@ class Scheduler:
                 self.allocator.free(request.table)
                 request.num_computed = request.prefix_hit = 0
                 break  # waits for a step with room for its whole prefill
-            n = min(request.to_compute(), budget)
+            n = min(request.to_compute(), budget, self.chunk_cap)
             try:
                 self.allocator.allocate(request.table, request.num_computed + n)
             except OutOfBlocks:

@@ -17,6 +17,9 @@ from validation.errors import InputError, MissingDependency
 # The context a plain ``serve`` accepts (prompt + completion): IFEval's prompts and 1,280-token answers fit, and the
 # CPU engine's prefill of a prompt this long stays in tens of seconds (BENCHMARKS.md), where 8,100 tokens took minutes.
 MAX_MODEL_LEN = 2048
+# A long prompt's share of each step's 256-token budget: the rest admits newcomers, and the steps a long prefill
+# shares with other requests stay short (each costs about its chunk times the context).
+LONG_PREFILL_CHUNK = 64
 
 EXAMPLES = """examples:
   dsa-validate serve                                   # oracle slots, no padding, block size 64, 127.0.0.1:8188
@@ -68,6 +71,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--max-model-len", type=positive_int, default=MAX_MODEL_LEN,
                         help=f"tokens a request may hold, prompt and completion (default: {MAX_MODEL_LEN}: the CPU "
                              "engine prefills a longer prompt for minutes, stalling every other client)")
+    parser.add_argument("--long-prefill-chunk", type=positive_int, default=LONG_PREFILL_CHUNK,
+                        help=f"most prompt tokens one request prefills in a step (default: {LONG_PREFILL_CHUNK}), so "
+                             "a request arriving during a long prefill is admitted at once")
     parser.add_argument("--max-body-bytes", type=positive_int, default=None,
                         help="largest request body; a larger one is a 413 before it is parsed (default: 1 MiB)")
     parser.add_argument("--drain-seconds", type=positive_int, default=None,
@@ -87,7 +93,8 @@ def _port(text: str) -> int:
 
 def _engine_options(args: argparse.Namespace) -> dict[str, int | bool]:
     options: dict[str, int | bool] = {"max_num_seqs": args.max_num_seqs, "chunked_prefill": args.chunked_prefill,
-                                      "prefix_caching": args.prefix_caching, "max_model_len": args.max_model_len}
+                                      "prefix_caching": args.prefix_caching, "max_model_len": args.max_model_len,
+                                      "long_prefill_chunk": args.long_prefill_chunk}
     if args.max_num_batched_tokens is not None:
         options["max_num_batched_tokens"] = args.max_num_batched_tokens
     return options
