@@ -283,8 +283,9 @@ def test_the_banner_names_the_known_findings_a_modelled_bug_brings() -> None:
     assert capture and all("padding" in e.scenario_prefix for e in capture)
     lines = banner("m", "single_step", 64, "capture", 2048, False)
     assert "slot mapping single_step, padding capture" in lines[0]
-    assert len(lines) == 1 + len(capture) and all(line.startswith("warning: known finding applies") for line in
-                                                  lines[1:])
+    assert len(lines) == 2 + len(capture) and lines[-1].startswith("note: answers follow this path")
+    assert all(line.startswith("warning: known finding applies") for line in lines[1:-1])
+    assert not any(line.startswith("note:") for line in banner("m", "oracle", 64, "none", 2048, False))
 
 
 def test_serve_command_rejects_bad_flags_and_a_taken_port_in_one_line() -> None:

@@ -44,4 +44,7 @@ def banner(served_model: str, slot_mapping: str, block_size: int, padding: str, 
             entry.reason[:SHOWN_REASON_CHARS - 3] + "..."
         lines.append(f"warning: known finding applies ({entry.verdict}, '{entry.scenario_prefix.strip()}'): "
                      f"{reason} [evidence {entry.evidence}]; answers may be degenerate: this server models the bug")
+    if slot_mapping != "oracle":  # shared bugs are not recorded as known findings (both sides agree on them)
+        lines.append("note: answers follow this path, not the oracle; shared bugs it models are not in that file "
+                     "(FINDINGS.md, e.g. chunked-prefill and prefix-hit positions)")
     return lines
