@@ -105,7 +105,9 @@ def _register_run(sub: Any) -> None:
     run.add_argument("--retry-backoff", type=float, default=1.0,
                      help="first back-off in seconds, doubled per attempt, at most 30 (default 1)")
     run.add_argument("--set-aside-after", type=positive_int, default=5,
-                     help="consecutive failures after which a server is set aside (default 5)")
+                     help="consecutive failures after which a server is set aside (default 5); it comes back "
+                     "after a cool-down (--retry-backoff doubled per failed probe, at most --timeout) when a "
+                     "probe request is answered, and is dropped only after --max-attempts failed probes in a row")
     run.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     run.set_defaults(func=_run_command, mode="chat")
 
@@ -213,8 +215,11 @@ def format_run(summary: dict[str, Any]) -> str:
         rows.append("failed attempts by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(outcome.errors.items()))
                     + "; retried: " + (", ".join(f"{k} {v}" for k, v in sorted(outcome.retries.items())) or "none"))
     for server in outcome.servers:
+        if server["came_back"]:
+            rows.append(f"server came back: {server['url']} (set aside {server['times_set_aside']} times, back "
+                        f"{server['came_back']} times after a probe)")
         if server["set_aside"]:
-            rows.append(f"server set aside: {server['url']} ({server['set_aside']})")
+            rows.append(f"server set aside at the end: {server['url']} ({server['set_aside']})")
     for failure in outcome.failed[:20]:
         reasons = "; ".join(dict.fromkeys(failure["errors"]))
         rows.append(f"FAILED key {failure['key']} after {failure['attempts']} attempts: {reasons[:300]}")
