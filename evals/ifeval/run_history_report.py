@@ -102,7 +102,9 @@ def write_chart(result: dict[str, Any], path: Path) -> None:
     for ax in axes[1]:
         ax.set_xticks(xs, [f"{r['name']}\n{r['started'][:16]}" for r in runs], rotation=30, ha="right", fontsize=7)
     axes[0][0].legend(fontsize=7, loc="lower left")
-    fig.suptitle(f"IFEval history ({len(runs)} runs): {verdict_line(result)}"[:150], fontsize=10)
+    state = "DROPPED against" if dropped else "held against"
+    fig.suptitle(f"IFEval history, {len(runs)} runs: the newest ({runs[-1]['name']}) {state} the reference "
+                 f"({runs[reference]['name']}, dashed)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
