@@ -44,6 +44,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     followed = [d["key"] for d in json.loads((monday / "scores.json").read_text())["details"]
                 if d["follow_all_instructions_strict"]]
     lost = set(sorted(followed)[:12])
+    (root / "d-killed").mkdir()  # a run killed before it scored: answers, no scores.json
+    (root / "d-killed" / "responses.jsonl").write_text('{"key": 1000, "response": "x"}\n', encoding="utf-8")
     return {"root": root, "monday": monday,
             "tuesday": _run(root / "b-tuesday", "2026-12-02T02:00:00+00:00", echo),
             "wednesday": _run(root / "a-wednesday", "2026-12-03T02:00:00+00:00",
@@ -83,6 +85,7 @@ def test_a_folder_of_runs_in_time_order_with_the_drop_against_the_reference(runs
         assert lost["metrics"][strict]["mcnemar"] == {"gains": 0, "losses": 12, "p_value": pytest.approx(2 * 0.5 ** 12)}
     assert "vs_previous" not in monday and "vs_reference" not in monday
     assert result["verdict"]["dropped"] and "verdict: DROP: a-wednesday" in done.stdout
+    assert result["skipped"] == [str(runs["root"] / "d-killed")] and "skipped: " in done.stdout
     table = (tmp_path / "h" / "history.md").read_text()
     assert "| 1 | c-monday (reference) |" in table and "| a-wednesday | reference | 49/61 |" in table
     assert "| b-tuesday | previous | 61/61 | +0.00 [+0.00, +0.00]" in table and "DROP (lower bound < -1)" in table

@@ -175,6 +175,8 @@ def _history_command(args: argparse.Namespace) -> int:
     print(report.metrics_table(result))
     print()
     print(report.comparisons_table(result))
+    for line in report.skipped_lines(result):
+        print(line)
     print(report.verdict_line(result))
     print(f"written: {files['table']}, {files['chart']}, {files['json']}")
     return 1 if result["verdict"]["dropped"] else 0

@@ -25,8 +25,9 @@ from evals.ifeval.client import RUN_JSON, SCORES_JSON
 from validation.errors import InputError
 
 
-def find_runs(paths: list[str | Path]) -> list[Path]:
-    """Each path as a run folder, or a folder of run folders (its subfolders holding ``scores.json``)."""
+def find_runs(paths: list[str | Path], skipped: list[str] | None = None) -> list[Path]:
+    """Each path as a run folder, or a folder of run folders (its subfolders holding ``scores.json``; the others
+    are added to ``skipped``, for the report)."""
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
@@ -35,7 +36,10 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
         if (path / SCORES_JSON).is_file():
             found.append(path)
             continue
-        inside = sorted(p for p in path.iterdir() if p.is_dir() and (p / SCORES_JSON).is_file())
+        folders = sorted(p for p in path.iterdir() if p.is_dir() and p.name != "history")
+        inside = [p for p in folders if (p / SCORES_JSON).is_file()]
+        if skipped is not None:
+            skipped.extend(str(p) for p in folders if p not in inside)
         if not inside:
             raise InputError("RUN_DIR", f"{path} holds no scores.json and no run folders with one "
                              "(finish a run with ifeval run --resume)")
@@ -59,7 +63,8 @@ def started(folder: Path) -> datetime:
 def history(paths: list[str | Path], *, reference: str | Path | None = None, margin: float = 1.0,
             alpha: float = 0.05, resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
     """The runs in time order with their intervals, their comparisons and the verdict; writes nothing."""
-    folders = find_runs(paths)
+    skipped: list[str] = []
+    folders = find_runs(paths, skipped)
     if reference is not None:
         pinned = find_runs([reference])
         if len(pinned) != 1 or not (Path(reference) / SCORES_JSON).is_file():
@@ -88,7 +93,7 @@ def history(paths: list[str | Path], *, reference: str | Path | None = None, mar
         verdict = {"dropped": False, "reasons": [], "note": "the newest run is the reference"}
     else:
         verdict = {"dropped": not against["gate"]["passed"], "reasons": against["gate"]["reasons"]}
-    return {"runs": rows, "reference": runs[ref_index]["folder"],
+    return {"runs": rows, "reference": runs[ref_index]["folder"], "skipped": skipped,
             "reference_pinned": reference is not None, "settings": options, "verdict": verdict}
 
 

@@ -46,6 +46,12 @@ def comparisons_table(result: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def skipped_lines(result: dict[str, Any]) -> list[str]:
+    """The folders among the runs that were not runs (no scores.json: a run killed before it scored)."""
+    return [f"skipped: {folder} (no scores.json: unfinished, or not a run; finish it with ifeval run --resume)"
+            for folder in result["skipped"]]
+
+
 def verdict_line(result: dict[str, Any]) -> str:
     newest = result["runs"][-1]["name"]
     verdict = result["verdict"]
@@ -67,6 +73,7 @@ def markdown(result: dict[str, Any]) -> str:
         "paired (the same prompts), with exact McNemar tests on the prompt-level outcomes.", "",
         "## Runs", "", metrics_table(result), "",
         "## Each run against the previous one and the reference", "", comparisons_table(result), "",
+        *[line + "  " for line in skipped_lines(result)],
         f"**{verdict_line(result)}**", "",
         "![IFEval trend](history.png)", "",
     ])
