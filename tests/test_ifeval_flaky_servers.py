@@ -68,6 +68,21 @@ def test_an_answer_without_finish_reason_is_retried_then_failed_never_stored(tmp
     assert len(answers) == len(prompts) - 1 and plan.requests[always_cut.prompt] == 3
 
 
+def test_a_server_that_interrupts_streams_like_llama_cpp_python_gets_none_stored(tmp_path: Path) -> None:
+    prompts = data.load_prompts(SAMPLE_INPUT)[:16]
+    with serve(FaultPlan(interrupt_streams=True, chunk_delay_s=0.02)) as (url, plan):
+        summary = runner.run(_settings(url, tmp_path / "run", stream=True, concurrency=2, max_attempts=4), prompts)
+    answers = _records(tmp_path / "run")
+    assert plan.interrupted >= 3  # two streams at a time: each arrival cut the other one
+    assert summary["outcome"].retries["unfinished"] >= 3
+    for key, record in answers.items():  # whatever was stored is a whole answer, finished
+        prompt = next(p.prompt for p in prompts if p.key == key)
+        assert record["response"] == prompt and record["finish_reason"] == "stop"
+    failed = {f["key"] for f in summary["outcome"].failed}
+    assert failed.isdisjoint(answers) and failed | set(answers) == {p.key for p in prompts}
+    assert sorted(failed) == summary["missing"]
+
+
 def _start_server(port: int = 0) -> tuple[subprocess.Popen[str], int]:
     """The fault server as its own process (``--latency 0.2``); its port once it listens."""
     child = subprocess.Popen([sys.executable, str(SERVER_SCRIPT), "--port", str(port), "--latency", "0.2"],
