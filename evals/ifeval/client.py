@@ -15,9 +15,10 @@ empty choices back off exponentially; a server that fails ``set_aside_after`` ti
 set aside and comes back after a cool-down (``server_breaker.py``: a half-open probe, the cool-down doubling
 up to the request timeout), so a restarted server or a burst of errors never ends a run. A stream that ends
 without a ``finish_reason`` (cut by the server, e.g. llama-cpp-python's when a new request arrives) and a
-choice without one are not answers: retried, then counted as failed, never stored. Each answer is appended to the store (``store.py``)
-the moment it arrives; ``resume`` asks only what the store lacks. Reasoning (FastDeploy's
-``reasoning_content``, or a ``<think>...</think>`` block) is kept apart and never scored.
+choice without one are not answers: retried, then counted as failed, never stored. Each answer is
+appended to the store (``store.py``) the moment it arrives; ``resume`` asks only what the store lacks.
+Reasoning (FastDeploy's ``reasoning_content``, or a ``<think>...</think>`` block) is kept apart and never
+scored.
 The API key is read from the environment variable named by ``api_key_env`` and written nowhere.
 """
 
