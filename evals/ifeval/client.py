@@ -13,7 +13,8 @@ goes to the healthy server with the fewest outstanding requests. 429 waits for t
 ``Retry-After`` (``retry-after-ms`` too); 5xx, timeouts, dropped connections, malformed JSON and
 empty choices back off exponentially; a server that fails ``set_aside_after`` times in a row is
 set aside and comes back after a cool-down (``server_breaker.py``: a half-open probe, the cool-down doubling
-up to the request timeout), so a restarted server or a burst of errors never ends a run. A stream that ends
+up to the request timeout; only ``max_attempts`` failed probes in a row drop it), so a restarted server or a
+burst of errors does not end the run. A stream that ends
 without a ``finish_reason`` (cut by the server, e.g. llama-cpp-python's when a new request arrives) and a
 choice without one are not answers: retried, then counted as failed, never stored. Each answer is
 appended to the store (``store.py``) the moment it arrives; ``resume`` asks only what the store lacks.
