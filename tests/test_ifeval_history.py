@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from evals.ifeval import run_history
+from evals.ifeval import run_history, run_history_report
 from evals.ifeval.cli import run_ifeval
 from ifeval_support import REPO, SAMPLE_INPUT
 from validation.errors import InputError
@@ -98,8 +98,14 @@ def test_identical_runs_hold_and_a_pinned_reference_judges_only_the_newest(runs:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "verdict: held: b-tuesday did not drop" in done.stdout
     # the dropped run in the middle, newest equal to the reference: the newest held
-    late = _run(tmp_path / "thursday", "2026-12-04T02:00:00+00:00", _prompts())
+    partial = dict(_prompts())
+    details = json.loads((runs["monday"] / "scores.json").read_text())["details"]
+    unanswered = next(d["key"] for d in details if not any(i["strict"] or i["loose"] for i in d["instructions"]))
+    del partial[unanswered]  # a night that left unanswered one prompt the echo failed anyway: no drop
+    late = _run(tmp_path / "thursday", "2026-12-04T02:00:00+00:00", partial)
     result = run_history.history([runs["root"], late], reference=runs["tuesday"])
+    assert result["runs"][-1]["unanswered"] == [unanswered] and not result["runs"][0]["unanswered"]
+    assert "WARNING: thursday has 1 unanswered prompts" in "\n".join(run_history_report.skipped_lines(result))
     assert [r["name"] for r in result["runs"]][-1] == "thursday" and not result["verdict"]["dropped"]
     assert result["runs"][1]["reference"] and result["reference_pinned"]
     assert not result["runs"][2]["vs_reference"]["gate"]["passed"]  # wednesday still shows its drop

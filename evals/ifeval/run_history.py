@@ -81,6 +81,8 @@ def history(paths: list[str | Path], *, reference: str | Path | None = None, mar
     for i, run in enumerate(runs):
         row: dict[str, Any] = {"name": run["name"], "folder": run["folder"], "started": run["started"],
                                "reference": i == ref_index,
+                               "unanswered": sorted(k for k, v in run["verdicts"].items()
+                                                    if not v.get("has_response", True)),
                                "metrics": comparison.run_intervals(run, alpha=alpha, resamples=resamples, seed=seed)}
         if i > 0:
             row["vs_previous"] = _summary(comparison.compare_loaded(runs[i - 1], run, **options))

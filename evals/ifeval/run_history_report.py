@@ -47,9 +47,14 @@ def comparisons_table(result: dict[str, Any]) -> str:
 
 
 def skipped_lines(result: dict[str, Any]) -> list[str]:
-    """The folders among the runs that were not runs (no scores.json: a run killed before it scored)."""
-    return [f"skipped: {folder} (no scores.json: unfinished, or not a run; finish it with ifeval run --resume)"
-            for folder in result["skipped"]]
+    """The folders among the runs that were not runs (no scores.json: a run killed before it scored), and the
+    runs with unanswered prompts (scored as not followed)."""
+    lines = [f"skipped: {folder} (no scores.json: unfinished, or not a run; finish it with ifeval run --resume)"
+             for folder in result["skipped"]]
+    lines += [f"WARNING: {run['name']} has {len(run['unanswered'])} unanswered prompts, scored as not followed "
+              f"(keys {', '.join(map(str, run['unanswered'][:10]))}{' ...' if len(run['unanswered']) > 10 else ''})"
+              for run in result["runs"] if run["unanswered"]]
+    return lines
 
 
 def verdict_line(result: dict[str, Any]) -> str:
