@@ -13,8 +13,14 @@ content (``"tag"``).
 Faults, by prompt text (``FaultPlan.per_prompt[prompt]``: a list consumed one per request, then
 answers normally) or for every request to this server (``FaultPlan.always``): ``500``, ``429`` (with
 ``Retry-After: FaultPlan.retry_after``), ``timeout`` (answers after ``FaultPlan.hang_s``), ``drop``
-(the connection is cut mid-body), ``malformed`` (200 with broken JSON), ``empty`` (200, no choices).
-``FaultPlan.fail_prompts``: prompts answered with 500 every time.
+(the connection is cut mid-body), ``malformed`` (200 with broken JSON), ``empty`` (200, no choices),
+``cut`` (half the answer and no ``finish_reason``: a stream ends with ``data: [DONE]``, as llama-cpp-python's
+server ends a stream it interrupts; a non-streamed choice carries ``finish_reason: null``), ``eof`` (a stream
+that just ends, no finish_reason and no ``[DONE]``).
+``FaultPlan.fail_prompts``: prompts answered with 500 every time. ``FaultPlan.interrupt_streams``: as
+llama-cpp-python's server with its default ``interrupt_requests`` (``get_event_publisher`` in
+``llama_cpp/server/app.py``), a stream in progress ends with ``data: [DONE]`` and no finish_reason as soon as
+another request arrives (chunks ``FaultPlan.chunk_delay_s`` apart).
 
 Run it as a process (``python tests/ifeval_server.py --latency 0.05``, prints its port) for
 benchmarks; tests use ``serve()`` (a thread in the test process).
@@ -39,7 +45,8 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-FAULTS = ("500", "429", "timeout", "drop", "malformed", "empty")
+FAULTS = ("500", "429", "timeout", "drop", "malformed", "empty", "cut", "eof")
+CUTS = ("cut", "eof")  # answered, but unfinished
 
 
 @dataclass
@@ -59,6 +66,10 @@ class FaultPlan:
     auth_headers: list[str] = field(default_factory=list)
     bodies: list[dict[str, Any]] = field(default_factory=list)
     request_times: dict[str, list[float]] = field(default_factory=dict)  # prompt -> arrival times
+    interrupt_streams: bool = False
+    chunk_delay_s: float = 0.0
+    arrivals: int = 0  # requests seen so far (an interrupting stream watches it)
+    interrupted: int = 0  # streams cut by a later arrival
 
     def next_fault(self, prompt: str) -> str | None:
         if prompt in self.fail_prompts:
@@ -77,6 +88,7 @@ def build_app(plan: FaultPlan) -> FastAPI:
         body = json.loads(raw)
         prompt = body["messages"][-1]["content"] if chat else body["prompt"]
         plan.requests[prompt] += 1
+        plan.arrivals += 1
         plan.bodies.append(body)
         plan.request_times.setdefault(prompt, []).append(time.monotonic())
         plan.auth_headers.append(request.headers.get("authorization", ""))
@@ -85,13 +97,16 @@ def build_app(plan: FaultPlan) -> FastAPI:
             await asyncio.sleep(plan.latency_s)
         if fault:
             plan.faults_sent[fault] += 1
+        if fault and fault not in CUTS:
             return await _fault(fault, plan)
         text = plan.answers.get(prompt, prompt)
         words = text.split(" ")
-        finish = "stop"
+        finish: str | None = "stop"
         limit = body.get("max_tokens")
         if limit is not None and len(words) > limit:
             text, finish = " ".join(words[:limit]), "length"
+        if fault in CUTS:
+            text, finish = text[:len(text) // 2], None
         reasoning = None
         if plan.reasoning == "field":
             reasoning = f"thinking about {len(prompt)} characters"
@@ -100,7 +115,8 @@ def build_app(plan: FaultPlan) -> FastAPI:
         usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split()),
                  "total_tokens": len(prompt.split()) + len(text.split())}
         if body.get("stream"):
-            return StreamingResponse(_chunks(chat, body, text, reasoning, finish, usage),
+            return StreamingResponse(_chunks(chat, body, text, reasoning, finish, usage, done=fault != "eof",
+                                             plan=plan),
                                      media_type="text/event-stream")
         if chat:
             choice = {"index": 0, "finish_reason": finish,
@@ -145,11 +161,18 @@ async def _fault(fault: str, plan: FaultPlan) -> Response:
     raise ValueError(fault)
 
 
-async def _chunks(chat: bool, body: dict[str, Any], text: str, reasoning: str | None, finish: str,
-                  usage: dict[str, int]) -> Any:
+async def _chunks(chat: bool, body: dict[str, Any], text: str, reasoning: str | None, finish: str | None,
+                  usage: dict[str, int], done: bool = True, plan: FaultPlan | None = None) -> Any:
     pieces = [text[i:i + 16] for i in range(0, len(text), 16)] or [""]
+    seen = plan.arrivals if plan else 0
     for i, piece in enumerate(pieces):
         last = i == len(pieces) - 1
+        if plan and plan.chunk_delay_s:
+            await asyncio.sleep(plan.chunk_delay_s)
+        if plan and plan.interrupt_streams and plan.arrivals > seen and not last:
+            plan.interrupted += 1
+            yield "data: [DONE]\n\n"
+            return
         if chat:
             delta: dict[str, Any] = {"content": piece}
             if i == 0:
@@ -159,9 +182,10 @@ async def _chunks(chat: bool, body: dict[str, Any], text: str, reasoning: str | 
             choice = {"index": 0, "text": piece, "finish_reason": finish if last else None,
                       "reasoning_content": reasoning if i == 0 else None}
         yield f"data: {json.dumps({'id': 'c', 'object': 'chunk', 'created': 0, 'model': 'test', 'choices': [choice]})}\n\n"
-    if (body.get("stream_options") or {}).get("include_usage"):
+    if finish and (body.get("stream_options") or {}).get("include_usage"):
         yield f"data: {json.dumps({'id': 'c', 'object': 'chunk', 'created': 0, 'model': 'test', 'choices': [], 'usage': usage})}\n\n"
-    yield "data: [DONE]\n\n"
+    if done:
+        yield "data: [DONE]\n\n"
 
 
 def _bound_socket(port: int = 0) -> socket.socket:

@@ -1,4 +1,5 @@
-"""``dsa-validate ifeval``: ``score`` a responses file, ``run`` served models (``runner.py``), ``compare`` two runs.
+"""``dsa-validate ifeval``: ``score`` a responses file, ``run`` served models (``client.py``), ``compare`` two runs,
+``history`` of many.
 
 Heavy modules (the scorer's NLTK and langdetect, httpx, scipy, matplotlib) are imported inside the
 command that needs them, so each subcommand's process pays only for its own. Also the entry point
@@ -31,7 +32,7 @@ responses: one JSON object a line, {"key": 1000, "response": "..."} or the refer
 def register(subparsers: Any) -> None:
     """Add ``ifeval`` and its ``score`` subcommand to the ``dsa-validate`` parser."""
     ifeval = subparsers.add_parser(
-        "ifeval", help="IFEval: score responses, ask served models (run), compare two runs",
+        "ifeval", help="IFEval: score responses, ask served models (run), compare two runs, a history of runs",
         description="IFEval (Zhou et al. 2023): scoring with the reference implementation's verdicts, a resumable "
         "runner against OpenAI-compatible servers, and a paired before/after comparison with a gate.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
@@ -51,6 +52,7 @@ def register(subparsers: Any) -> None:
     score.set_defaults(func=_score_command)
     _register_run(sub)
     _register_compare(sub)
+    _register_history(sub)
 
 
 RUN_EXAMPLES = """examples:
@@ -106,7 +108,9 @@ def _register_run(sub: Any) -> None:
     run.add_argument("--retry-backoff", type=float, default=1.0,
                      help="first back-off in seconds, doubled per attempt, at most 30 (default 1)")
     run.add_argument("--set-aside-after", type=positive_int, default=5,
-                     help="consecutive failures after which a server is set aside (default 5)")
+                     help="consecutive failures after which a server is set aside (default 5); it comes back "
+                     "after a cool-down (--retry-backoff doubled per failed probe, at most --timeout) when a "
+                     "probe request is answered, and is dropped only after --max-attempts failed probes in a row")
     run.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     run.set_defaults(func=_run_command, mode="chat")
 
@@ -120,15 +124,63 @@ def _register_compare(sub: Any) -> None:
     )
     compare.add_argument("before", metavar="RUN_BEFORE")
     compare.add_argument("after", metavar="RUN_AFTER")
-    compare.add_argument("--margin", type=float, default=1.0,
-                         help="gate: fail when a lower bound of After - Before is below -margin points (default 1.0)")
-    compare.add_argument("--alpha", type=float, default=0.05, help="1 - confidence of the intervals (default 0.05)")
+    _add_test_options(compare)
     compare.add_argument("--expect-identical", action="store_true",
                          help="fail when any answer differs (greedy decoding of a bit-exact refactor)")
-    compare.add_argument("--resamples", type=positive_int, default=2000, help="bootstrap resamples (default 2000)")
-    compare.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     compare.add_argument("--out", help="folder for report.md, chart.png, compare.json (default RUN_AFTER/compare)")
     compare.set_defaults(func=_compare_command)
+
+
+def _add_test_options(parser: argparse.ArgumentParser) -> None:
+    """The paired tests' options, shared by compare and history."""
+    parser.add_argument("--margin", type=float, default=1.0,
+                        help="gate: fail when a lower bound of After - Before is below -margin points (default 1.0)")
+    parser.add_argument("--alpha", type=float, default=0.05, help="1 - confidence of the intervals (default 0.05)")
+    parser.add_argument("--resamples", type=positive_int, default=2000, help="bootstrap resamples (default 2000)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+
+
+HISTORY_EXAMPLES = """examples:
+  dsa-validate ifeval history runs/                                   # every run folder under runs/
+  dsa-validate ifeval history runs/ --reference runs/2026-12-01      # against a pinned reference run
+  dsa-validate ifeval history runs/a runs/b runs/c --out history/
+
+Runs are ordered by the start of their first session (run.json). Writes history.md (both tables),
+history.png (the trend, one panel per metric) and history.json into --out (default RUNS/history for a
+folder of runs, else the newest run's folder/history). Exit 0: the newest run held against the
+reference; 1: a lower bound of newest - reference is below -margin points on a metric; 2: bad input."""
+
+
+def _register_history(sub: Any) -> None:
+    history = sub.add_parser(
+        "history", help="the runs in time order, each against the previous one and a reference, with a trend chart",
+        description="The four metrics of each run with bootstrap intervals, oldest first; each run compared with "
+        "the previous one and with a reference run by compare's paired tests; exit 1 when the newest run "
+        "dropped against the reference.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=HISTORY_EXAMPLES,
+    )
+    history.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders, or a folder of run folders")
+    history.add_argument("--reference", metavar="RUN", help="the pinned reference run (default: the oldest run)")
+    _add_test_options(history)
+    history.add_argument("--out", help="folder for history.md, history.png, history.json")
+    history.set_defaults(func=_history_command)
+
+
+def _history_command(args: argparse.Namespace) -> int:
+    from evals.ifeval import run_history
+    from evals.ifeval import run_history_report as report
+
+    result = run_history.history(args.runs, reference=args.reference, margin=args.margin, alpha=args.alpha,
+                                 resamples=args.resamples, seed=args.seed)
+    files = run_history.write(result, args.out or run_history.default_out(args.runs, result))
+    print(report.metrics_table(result))
+    print()
+    print(report.comparisons_table(result))
+    for line in report.skipped_lines(result):
+        print(line)
+    print(report.verdict_line(result))
+    print(f"written: {files['table']}, {files['chart']}, {files['json']}")
+    return 1 if result["verdict"]["dropped"] else 0
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -247,8 +299,11 @@ def format_run(summary: dict[str, Any]) -> str:
         rows.append("failed attempts by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(outcome.errors.items()))
                     + "; retried: " + (", ".join(f"{k} {v}" for k, v in sorted(outcome.retries.items())) or "none"))
     for server in outcome.servers:
+        if server["came_back"]:
+            rows.append(f"server came back: {server['url']} (set aside {server['times_set_aside']} times, back "
+                        f"{server['came_back']} times after a probe)")
         if server["set_aside"]:
-            rows.append(f"server set aside: {server['url']} ({server['set_aside']})")
+            rows.append(f"server set aside at the end: {server['url']} ({server['set_aside']})")
     for failure in outcome.failed[:20]:
         reasons = "; ".join(dict.fromkeys(failure["errors"]))
         rows.append(f"FAILED key {failure['key']} after {failure['attempts']} attempts: {reasons[:300]}")

@@ -12,9 +12,14 @@ holding one connection per server (a shared pool's bookkeeping grows with its si
 goes to the healthy server with the fewest outstanding requests. 429 waits for the server's
 ``Retry-After`` (``retry-after-ms`` too); 5xx, timeouts, dropped connections, malformed JSON and
 empty choices back off exponentially; a server that fails ``set_aside_after`` times in a row is
-set aside for the rest of the run and reported. Each answer is appended to the store (``store.py``)
-the moment it arrives; ``resume`` asks only what the store lacks. Reasoning (FastDeploy's
-``reasoning_content``, or a ``<think>...</think>`` block) is kept apart and never scored.
+set aside and comes back after a cool-down (``server_breaker.py``: a half-open probe, the cool-down doubling
+up to the request timeout; only ``max_attempts`` failed probes in a row drop it), so a restarted server or a
+burst of errors does not end the run. A stream that ends
+without a ``finish_reason`` (cut by the server, e.g. llama-cpp-python's when a new request arrives) and a
+choice without one are not answers: retried, then counted as failed, never stored. Each answer is
+appended to the store (``store.py``) the moment it arrives; ``resume`` asks only what the store lacks.
+Reasoning (FastDeploy's ``reasoning_content``, or a ``<think>...</think>`` block) is kept apart and never
+scored.
 The API key is read from the environment variable named by ``api_key_env`` and written nowhere.
 """
 
@@ -35,6 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from evals.ifeval.server_breaker import ServerPool
 from evals.ifeval.store import Store, write_json_atomic
 from validation.errors import InputError, MissingDependency
 
@@ -43,7 +49,7 @@ SCORES_JSON = "scores.json"
 # settings that must match when a run is resumed (they change what the model is asked)
 RESUME_MUST_MATCH = ("model", "mode", "max_tokens", "temperature", "seed", "system_prompt", "extra_body")
 MAX_RETRY_AFTER_S = 600.0  # a longer Retry-After is taken as this long
-RETRYABLE = ("429", "5xx", "timeout", "connection", "malformed", "empty_choices")
+RETRYABLE = ("429", "5xx", "timeout", "connection", "malformed", "empty_choices", "unfinished")
 
 
 @dataclass
@@ -69,26 +75,8 @@ class Settings:
     max_attempts: int = 6
     backoff_s: float = 1.0  # first back-off; doubles per attempt, capped at max_backoff_s
     max_backoff_s: float = 30.0
-    set_aside_after: int = 5  # consecutive failures that set a server aside
+    set_aside_after: int = 5  # consecutive failures that set a server aside (until a probe succeeds)
     progress: bool = True
-
-
-@dataclass
-class Server:
-    """One base URL and what happened to it (its connections live with the workers)."""
-
-    url: str
-    outstanding: int = 0
-    consecutive_failures: int = 0
-    set_aside: str | None = None  # why it was set aside (None: in use)
-    requests: int = 0
-    answers: int = 0
-    errors: Counter[str] = field(default_factory=Counter)
-    busy_since: float = 0.0
-
-    def report(self) -> dict[str, Any]:
-        return {"url": self.url, "requests": self.requests, "answers": self.answers,
-                "errors": dict(sorted(self.errors.items())), "set_aside": self.set_aside}
 
 
 class AttemptError(Exception):
@@ -110,6 +98,7 @@ class Outcome:
     retries: Counter[str] = field(default_factory=Counter)  # retried attempts, by kind
     errors: Counter[str] = field(default_factory=Counter)  # every failed attempt, by kind
     servers: list[dict[str, Any]] = field(default_factory=list)
+    probes_failed: int = 0  # half-open probes of set-aside servers that failed (not counted against prompts)
     busy_seconds: float = 0.0  # sum over requests of time in flight (for the concurrency figure)
     wall_seconds: float = 0.0
 
@@ -185,7 +174,8 @@ def finish(folder: Path, prompts: list[Any], meta: dict[str, Any], outcome: Outc
     run_info.update({
         "ended": _now(), "asked": outcome.asked, "answered": outcome.answered,
         "failed": [f["key"] for f in outcome.failed], "retries": dict(sorted(outcome.retries.items())),
-        "errors": dict(sorted(outcome.errors.items())), "servers": outcome.servers,
+        "errors": dict(sorted(outcome.errors.items())), "probes_failed": outcome.probes_failed,
+        "servers": outcome.servers,
         "wall_seconds": round(outcome.wall_seconds, 3),
         "mean_busy_concurrency": round(outcome.busy_seconds / outcome.wall_seconds, 2) if outcome.wall_seconds else 0,
     })
@@ -290,19 +280,20 @@ def _tls_context() -> Any:
     return ssl.create_default_context(cafile=certifi.where())
 
 
-def _connections(settings: Settings, key: str, servers: list[Server], tls: Any) -> list[Any]:
+def _connections(settings: Settings, key: str, urls: list[str], tls: Any) -> list[Any]:
     """One single-connection client per server, for one worker."""
     httpx = _httpx()
     timeout = httpx.Timeout(settings.timeout_s, connect=min(settings.timeout_s, 30.0))
     headers = {"Authorization": f"Bearer {key}"}
-    return [httpx.AsyncClient(base_url=s.url.rstrip("/") + "/", headers=headers, timeout=timeout, verify=tls,
+    return [httpx.AsyncClient(base_url=url.rstrip("/") + "/", headers=headers, timeout=timeout, verify=tls,
                               limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
-            for s in servers]
+            for url in urls]
 
 
 async def _ask_all(settings: Settings, key: str, todo: list[Any], store: Store) -> Outcome:
     outcome = Outcome(asked=len(todo))
-    servers = [Server(url) for url in settings.base_urls]
+    pool = ServerPool(settings.base_urls, set_aside_after=settings.set_aside_after, backoff_s=settings.backoff_s,
+                      max_cool_down_s=settings.timeout_s, max_probes=settings.max_attempts)
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsa-store")  # one writer keeps lines whole
     queue: asyncio.Queue[Any] = asyncio.Queue()
     for prompt in todo:
@@ -327,14 +318,14 @@ async def _ask_all(settings: Settings, key: str, todo: list[Any], store: Store) 
     tls = _tls_context()
 
     async def worker() -> None:
-        clients = _connections(settings, key, servers, tls)
+        clients = _connections(settings, key, settings.base_urls, tls)
         try:
             while True:
                 try:
                     prompt = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                record, failure = await _ask_one(settings, servers, clients, prompt, outcome, key)
+                record, failure = await _ask_one(settings, pool, clients, prompt, outcome, key)
                 if record is None:
                     outcome.failed.append(failure)
                 # synced by the writer thread while this worker asks its next prompt; a prompt counts
@@ -356,7 +347,7 @@ async def _ask_all(settings: Settings, key: str, todo: list[Any], store: Store) 
         writer.shutdown(wait=True)
         if bar is not None:
             bar.close()
-    outcome.servers = [s.report() for s in servers]
+    outcome.servers = [s.report() for s in pool.servers]
     return outcome
 
 
@@ -370,37 +361,37 @@ def _progress(settings: Settings, total: int) -> Any:
     return tqdm(total=total, file=sys.stderr, unit="prompt", desc="ifeval", dynamic_ncols=True)
 
 
-def _pick(servers: list[Server]) -> int | None:
-    """Index of the healthy server with the fewest outstanding requests (None: all set aside)."""
-    healthy = [i for i, s in enumerate(servers) if s.set_aside is None]
-    return min(healthy, key=lambda i: servers[i].outstanding) if healthy else None
-
-
-async def _ask_one(settings: Settings, servers: list[Server], clients: list[Any], prompt: Any,
+async def _ask_one(settings: Settings, pool: ServerPool, clients: list[Any], prompt: Any,
                    outcome: Outcome, key: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """Ask one prompt until it is answered or out of attempts; (record, None) or (None, failure)."""
+    """Ask one prompt until it is answered or out of attempts; (record, None) or (None, failure).
+
+    While no server can be asked (all set aside, cooling down) the prompt waits without spending attempts."""
     errors: list[str] = []
-    for attempt in range(1, settings.max_attempts + 1):
-        index = _pick(servers)
-        if index is None:
-            errors.append("no server left (all set aside)")
-            break
-        server = servers[index]
+    attempt = 0
+    while attempt < settings.max_attempts:
+        pick = pool.pick()
+        if pick is None:
+            if pool.exhausted():
+                errors.append("no server left (every server dropped after failed probes)")
+                break
+            await pool.wait()
+            continue
+        server = pool.servers[pick.index]
         server.outstanding += 1
         server.requests += 1
         sent = time.monotonic()
         try:
-            record = await _request(settings, clients[index], prompt)
+            record = await _request(settings, clients[pick.index], prompt)
         except AttemptError as exc:
             outcome.busy_seconds += time.monotonic() - sent
             server.outstanding -= 1
-            server.errors[exc.kind] += 1
+            pool.failed(pick, exc.kind)
             outcome.errors[exc.kind] += 1
+            if pick.probe and exc.kind in RETRYABLE:  # the server's failure, known: the prompt keeps its attempts
+                outcome.probes_failed += 1
+                continue
+            attempt += 1
             errors.append(f"{server.url}: {exc.kind}: {_redact(str(exc), key)}")
-            if exc.kind != "429":
-                server.consecutive_failures += 1
-                if server.consecutive_failures >= settings.set_aside_after and server.set_aside is None:
-                    server.set_aside = f"{server.consecutive_failures} consecutive failures, last: {exc.kind}"
             if exc.kind not in RETRYABLE or attempt == settings.max_attempts:
                 break
             outcome.retries[exc.kind] += 1
@@ -409,9 +400,8 @@ async def _ask_one(settings: Settings, servers: list[Server], clients: list[Any]
         latency = time.monotonic() - sent
         outcome.busy_seconds += latency
         server.outstanding -= 1
-        server.consecutive_failures = 0
-        server.answers += 1
-        record.update({"latency_s": round(latency, 4), "server": server.url, "attempts": attempt})
+        pool.answered(pick)
+        record.update({"latency_s": round(latency, 4), "server": server.url, "attempts": attempt + 1})
         return record, {}
     return None, {"key": prompt.key, "prompt": prompt.prompt, "attempts": len(errors), "errors": errors,
                   "at": _now()}
@@ -513,11 +503,14 @@ def _unpack(payload: Any, mode: str) -> tuple[str | None, str | None, str | None
     content = part.get("content") if mode == "chat" else part.get("text")
     if content is not None and not isinstance(content, str):
         raise TypeError("content is not a string")
+    if not choice.get("finish_reason"):
+        raise AttemptError("unfinished", "the choice has no finish_reason (an answer the server did not finish)")
     return content, part.get("reasoning_content"), choice.get("finish_reason"), payload.get("usage")
 
 
 async def _gather_stream(reply: Any, mode: str) -> tuple[str, str | None, str | None, dict[str, Any] | None]:
-    """Join a server-sent-event stream of chunks (``data: {...}`` lines up to ``data: [DONE]``)."""
+    """Join a server-sent-event stream of chunks (``data: {...}`` lines up to ``data: [DONE]``); a stream
+    that ends without a ``finish_reason`` was cut and is no answer."""
     content: list[str] = []
     thoughts: list[str] = []
     finish = None
@@ -542,8 +535,9 @@ async def _gather_stream(reply: Any, mode: str) -> tuple[str, str | None, str | 
                 thoughts.append(part["reasoning_content"])
             if choice.get("finish_reason"):
                 finish = choice["finish_reason"]
-    if finish is None and not content:
-        raise AttemptError("empty_choices", f"the stream ended after {chunks} chunks without an answer")
+    if finish is None:  # cut: [DONE] or the end of the body came before the last chunk
+        raise AttemptError("unfinished", f"the stream ended after {chunks} chunks and {sum(map(len, content))} "
+                           "characters without a finish_reason")
     return "".join(content), "".join(thoughts) or None, finish, usage
 
 

@@ -48,11 +48,29 @@ def compare_runs(before: str | Path, after: str | Path, *, margin: float = 1.0, 
                  expect_identical: bool = False, resamples: int = 2000, seed: int = 0,
                  out: str | Path | None = None) -> dict[str, Any]:
     """Compare two run folders; write report.md, chart.png and compare.json into ``out``; return the result."""
+    result = compare_loaded(load_run(before, "RUN_BEFORE"), load_run(after, "RUN_AFTER"), margin=margin,
+                            alpha=alpha, expect_identical=expect_identical, resamples=resamples, seed=seed)
+    folder = Path(out) if out else Path(after) / "compare"
+    folder.mkdir(parents=True, exist_ok=True)
+    from evals.ifeval import comparison_report
+
+    result["files"] = {"report": str(folder / "report.md"), "chart": str(folder / "chart.png"),
+                       "json": str(folder / "compare.json")}
+    comparison_report.write_chart(result, folder / "chart.png")
+    (folder / "report.md").write_text(comparison_report.markdown(result), encoding="utf-8")
+    (folder / "compare.json").write_text(json.dumps(result, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
+                                         encoding="utf-8")
+    return result
+
+
+def compare_loaded(before: dict[str, Any], after: dict[str, Any], *, margin: float = 1.0, alpha: float = 0.05,
+                   expect_identical: bool = False, resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """The paired comparison of two loaded runs (``load_run``), with its gate; writes nothing."""
     if not 0 < alpha < 1:
         raise InputError("--alpha", f"must be between 0 and 1, got {alpha}")
     if margin < 0:
         raise InputError("--margin", f"must be at least 0, got {margin}")
-    runs = load_run(before, "RUN_BEFORE"), load_run(after, "RUN_AFTER")
+    runs = before, after
     keys = _common_keys(runs[0]["verdicts"], runs[1]["verdicts"])
     outcomes = [_outcomes(run["verdicts"], keys) for run in runs]
     result: dict[str, Any] = {
@@ -73,17 +91,23 @@ def compare_runs(before: str | Path, after: str | Path, *, margin: float = 1.0, 
     result["differing_responses"] = differing
     result["prompts_text"] = {k: _prompt(runs, k) for k in keys if k in differing or _changed(result, k)}
     result["gate"] = gate(result, margin, expect_identical)
-    folder = Path(out) if out else Path(after) / "compare"
-    folder.mkdir(parents=True, exist_ok=True)
-    from evals.ifeval import comparison_report
-
-    result["files"] = {"report": str(folder / "report.md"), "chart": str(folder / "chart.png"),
-                       "json": str(folder / "compare.json")}
-    comparison_report.write_chart(result, folder / "chart.png")
-    (folder / "report.md").write_text(comparison_report.markdown(result), encoding="utf-8")
-    (folder / "compare.json").write_text(json.dumps(result, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
-                                         encoding="utf-8")
     return result
+
+
+def run_intervals(run: dict[str, Any], *, alpha: float = 0.05, resamples: int = 2000,
+                  seed: int = 0) -> dict[str, dict[str, float]]:
+    """One loaded run's four metrics (percent) with bootstrap intervals over its prompts (instruction-level
+    metrics resample whole prompts, as in the paired comparison)."""
+    np = _numpy()
+    keys = sorted(run["verdicts"])
+    parts = _metric_parts(_outcomes(run["verdicts"], keys))
+    picks = np.random.default_rng(seed).integers(0, len(keys), size=(resamples, len(keys)))
+    table = {}
+    for name in METRICS:
+        num, den = parts[name]
+        low, high = np.quantile(100.0 * num[picks].sum(axis=1) / den[picks].sum(axis=1), [alpha / 2, 1 - alpha / 2])
+        table[name] = {"value": float(100.0 * num.sum() / den.sum()), "ci_low": float(low), "ci_high": float(high)}
+    return table
 
 
 def _common_keys(first: dict[int, Any], second: dict[int, Any]) -> list[int]:
