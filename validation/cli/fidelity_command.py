@@ -14,7 +14,7 @@ from pathlib import Path
 
 from validation.cross_backend import SHARED_BUFFER, read_corpus
 from validation.errors import InputError
-from validation.fastdeploy import fidelity, op_tests
+from validation.fastdeploy import fidelity, op_test_files, op_tests
 from validation.fastdeploy.checkout import RUNNER, open_checkout
 from validation.options import positive_int
 from validation.state import BatchState
@@ -114,7 +114,7 @@ def _op_level(roots: list[Path]) -> int:
     for root in roots:
         run = op_tests.run_op_tests(open_checkout(str(root)))
         if not run.results:
-            print(f"op-level {run.commit} {root}: skipped: no {op_tests.OP_TESTS_DIR}/{op_tests.PATTERN} in it")
+            print(f"op-level {run.commit} {root}: skipped: no {op_test_files.OP_TESTS_GLOB} in it")
             continue
         passed = sum(r.outcome == "passed" for r in run.results)
         print(f"op-level {run.commit} {root}: {passed}/{len(run.results)} of FastDeploy's own op tests pass")

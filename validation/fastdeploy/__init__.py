@@ -3,7 +3,7 @@
 The Python half: ``fastdeploy:PATH`` for a checkout or snapshot folder. ``checkout`` finds the files and the code
 shape, ``source_exec`` runs the checkout's own Python lines with real Paddle, ``op_provider`` supplies the custom
 ops those lines call (compiled kernels where CUDA is, the suite's models otherwise, always named), ``patching``
-makes a patched copy, ``checkout_spec`` is what the seam resolves, ``fidelity`` and ``op_tests`` prove the suite's
+makes a patched copy, ``checkout_spec`` is what the seam resolves, ``fidelity`` and ``op_tests`` (over ``op_test_files``) prove the suite's
 models against the checkouts' code and FastDeploy's own op tests.
 
 The kernel half: ``kernel_source`` reads each slot-mapping op's kernels and declaration from the checkout's
