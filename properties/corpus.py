@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import seed as fix_seed
 
 from properties.strategies import SWEEP_BLOCK_SIZES, cases
 from validation.cross_backend import SHARED_BUFFER
@@ -23,22 +24,32 @@ from validation.cross_backend import SHARED_BUFFER
 CORPUS_MAX_CELLS = 4096
 
 
-def make_corpus(count: int, out: Path) -> int:
-    """Draw ``count`` realistic states from the property suite's strategy (derandomised), half at
-    block size 64, half swept over the sweep sizes, each with the shared buffer size."""
+def draw_states(count: int, *, seed: int | None = None, max_cells: int | None = None) -> list[dict]:
+    """``count`` realistic states from the property suite's strategy, half at block size 64, half over the sweep
+    sizes, each with the shared buffer size (so one instance can run them all in order). ``seed`` None draws
+    derandomised (the committed corpus); ``max_cells`` keeps only states whose tables hold at most that many cells."""
     states: list[dict] = []
-    for sizes in ((64,), SWEEP_BLOCK_SIZES):
-        @settings(max_examples=count // 2, derandomize=True, database=None, deadline=None,
+    for sizes, share in (((64,), count // 2), (SWEEP_BLOCK_SIZES, count - count // 2)):
+        if not share:
+            continue
+
+        @settings(max_examples=share, derandomize=seed is None, database=None, deadline=None,
                   suppress_health_check=list(HealthCheck))
         @given(cases(sizes))
         def collect(case) -> None:
-            cells = case.state.block_tables.size + case.state.past_rows.size
-            assume(cells <= CORPUS_MAX_CELLS)
+            if max_cells is not None:
+                assume(case.state.block_tables.size + case.state.past_rows.size <= max_cells)
             data = case.state.to_dict()
             data["max_num_batched_tokens"] = max(SHARED_BUFFER, data["max_num_batched_tokens"])
             states.append(data)
 
-        collect()
+        (collect if seed is None else fix_seed(seed)(collect))()
+    return states
+
+
+def make_corpus(count: int, out: Path) -> int:
+    """Write the committed corpus: ``count`` derandomised states, each small enough to travel."""
+    states = draw_states(count, max_cells=CORPUS_MAX_CELLS)
     out.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(out, "wt") as fh:
         for data in states:

@@ -2,7 +2,9 @@
 
 Without checkouts named it takes every snapshot folder of ``../shared/fastdeploy``. Each runs over the committed
 corpus and over states drawn by the property suite's strategy (the ``ci`` profile's equivalence budget), fresh and
-in order; one table says how many were identical and, for the first difference, a ``check`` line. ``--op-level``
+in order; one table says how many were identical and, for the first difference, a ``check`` line. Where
+CuPy and a GPU are present, the kernel half follows: each checkout's own kernels, compiled, against the suite's
+CUDA models (elsewhere it is printed as skipped, with the reason). ``--op-level``
 instead runs FastDeploy's own op tests (``tests/operators/test_get_position_ids*.py``) against each checkout's ops.
 Exit 0 all identical (all op tests pass), 1 a difference (a failing op test), 2 bad input.
 """
@@ -12,15 +14,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from validation.cross_backend import SHARED_BUFFER, read_corpus
-from validation.errors import InputError
+import fixtures
+from validation.cross_backend import read_corpus
+from validation.errors import InputError, MissingDependency
 from validation.fastdeploy import fidelity, op_test_files, op_tests
 from validation.fastdeploy.checkout import RUNNER, open_checkout
 from validation.options import positive_int
 from validation.state import BatchState
 
 DEFAULT_SNAPSHOTS = Path("../shared/fastdeploy")
-DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "fixtures" / "corpus" / "states.jsonl.gz"
+DEFAULT_CORPUS = fixtures.ROOT / "corpus" / "states.jsonl.gz"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,26 +67,9 @@ def checkouts(args: argparse.Namespace) -> list[Path]:
 
 def drawn_states(count: int, seed: int) -> list[BatchState]:
     """``count`` states from the property strategy, half at block size 64, half over the sweep sizes."""
-    from hypothesis import HealthCheck, given, settings  # noqa: PLC0415 - only when drawing
-    from hypothesis import seed as fix_seed  # noqa: PLC0415
+    from properties.corpus import draw_states  # noqa: PLC0415 - hypothesis only when drawing
 
-    from properties.strategies import SWEEP_BLOCK_SIZES, cases  # noqa: PLC0415
-
-    states: list[BatchState] = []
-    for sizes, share in (((64,), count // 2), (SWEEP_BLOCK_SIZES, count - count // 2)):
-        if not share:
-            continue
-
-        @fix_seed(seed)
-        @settings(max_examples=share, database=None, deadline=None, suppress_health_check=list(HealthCheck))
-        @given(cases(sizes))
-        def collect(case) -> None:  # noqa: ANN001 - hypothesis' case
-            data = case.state.to_dict()
-            data["max_num_batched_tokens"] = max(SHARED_BUFFER, data["max_num_batched_tokens"])
-            states.append(BatchState.from_dict(data))
-
-        collect()
-    return states
+    return [BatchState.from_dict(data) for data in draw_states(count, seed=seed)]
 
 
 def run_fidelity_command(args: argparse.Namespace) -> int:
@@ -106,7 +92,24 @@ def run_fidelity_command(args: argparse.Namespace) -> int:
     differ = [r for r in rows if r.identical != r.states]
     print(f"{len(rows) - len(differ)} of {len(rows)} runs identical on every state (Python half: the checkouts' own lines "
           "on Paddle; ops as each row's backend names)")
-    return 1 if differ else 0
+    return 1 if differ or not _kernel_half(roots, args) else 0
+
+
+def _kernel_half(roots: list[Path], args: argparse.Namespace) -> bool:
+    """Each checkout's compiled kernels against the suite's CUDA models; printed as skipped, with the reason,
+    where CuPy or a GPU is missing. True unless a row differs."""
+    from validation.fastdeploy import compiled_ops, kernel_fidelity  # noqa: PLC0415 - numpy/CuPy only here
+
+    try:
+        compiled_ops.cupy()
+    except MissingDependency as exc:
+        print(f"kernel half: skipped ({exc})")
+        return True
+    rows = kernel_fidelity.fidelity_rows(roots, args.corpus, max(args.fuzz, 0), args.seed, args.limit)
+    print(kernel_fidelity.render(rows))
+    same = sum(r.identical == r.states for r in rows)
+    print(f"{same} of {len(rows)} kernel rows identical on every input (each checkout's own kernels, compiled here)")
+    return same == len(rows)
 
 
 def _op_level(roots: list[Path]) -> int:

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+import fixtures
 from validation.cross_backend import read_corpus
 from validation.errors import InputError, MissingDependency
 from validation.fastdeploy.compiled_ops import SENTINELS, CompiledOp, compile_checkout_ops
@@ -39,7 +40,7 @@ from validation.impls.faults import KernelFault, check_launch
 from validation.impls.paddle_paths import prior_contents
 from validation.state import BatchState
 
-CORPUS = Path(__file__).resolve().parents[2] / "fixtures" / "corpus" / "states.jsonl.gz"
+CORPUS = fixtures.ROOT / "corpus" / "states.jsonl.gz"
 BACKEND = "cuda (compiled)"
 # The suite's model of each op, per snapshot (the shared snapshots' README names each commit's path);
 # a checkout outside this table is compared with every model of its op name.
