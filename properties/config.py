@@ -40,7 +40,7 @@ class FuzzConfig:
         """The recorded reason when this (verdict, scenario) is a known finding for these sides."""
         if not self.use_known:
             return None
-        from properties.known import match  # noqa: PLC0415 - reads a fixture file
+        from validation.known_findings import match  # noqa: PLC0415 - reads a fixture file
 
         entry = match(self.baseline, self.candidate, verdict, scenario)
         return None if entry is None else f"{entry.reason} ({entry.evidence})"

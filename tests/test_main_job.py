@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -42,8 +43,11 @@ def test_fuzz_part_row_names_the_known_findings() -> None:
     done = _run("run", "--parts", "fuzz", "--profile", "dev", "--out", "/nonexistent-never-written", timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     row = next(line for line in done.stdout.splitlines() if line.startswith("| property suite"))
-    assert "1 known REGRESSION: stale padded slots, FINDINGS 1" in row, row
-    assert "verdict: PASSED (1 known REGRESSION: stale padded slots, FINDINGS 1" in done.stdout
+    # The dev profile is not derandomised: other known findings (op-level ones) may come along; the stale tail
+    # must be named, counted, in the row and in the verdict.
+    named = r"\d+ known REGRESSION: [^|]*stale padded slots, FINDINGS 1"
+    assert re.search(named, row), row
+    assert re.search(r"verdict: PASSED \(" + named, done.stdout), done.stdout[-2000:]
 
 
 @pytest.mark.parametrize("argv, needle", [

@@ -10,7 +10,7 @@ their batches are past ``max_num_seqs``).
 
 from __future__ import annotations
 
-from properties.known import Known, entries
+from validation.known_findings import Known, entries
 
 SHOWN_REASON_CHARS = 110
 

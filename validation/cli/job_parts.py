@@ -50,7 +50,7 @@ def fuzz_part(args: argparse.Namespace) -> Part:
     result = run_fuzz(args.baseline, args.candidate, profile=args.profile, backend=args.backend,
                       progress=lambda line: print(f"  {line}", flush=True), use_known=not args.no_known,
                       pad_contract=args.pad_contract)
-    from properties.known import match
+    from validation.known_findings import match
 
     lines = render(result).splitlines()
     head = f"profile {args.profile}: {result.examples} states, exit {result.exit_code}"

@@ -16,7 +16,7 @@ class Part:
     headline: str
     lines: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    # The known findings it met, one label each: "REGRESSION: stale padded slots, FINDINGS 1" (properties.known).
+    # The known findings it met, one label each: "REGRESSION: stale padded slots, FINDINGS 1" (validation.known_findings).
     known: list[str] = field(default_factory=list)
 
     @classmethod

@@ -9,11 +9,12 @@ reason and the evidence file) instead of failing, and the properties keep search
 
 from __future__ import annotations
 
-import fixtures
 import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
+
+import fixtures
 
 KNOWN_FILE = fixtures.ROOT / "known_findings.json"
 
