@@ -20,6 +20,7 @@ import fixtures
 from properties import profiles
 from properties.config import DEFAULT_OUT, PROPERTY_LAYERS, parse_block_sizes
 from properties.fuzz import FuzzResult, run_fuzz
+from properties.time_budget import parse_duration
 from properties.mutation import RIGHT_BASELINE, MutantOutcome, catalogue_specs, run_mutants, score
 from validation import seam
 from validation.errors import InputError
@@ -47,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     fuzz.add_argument("--properties", default=",".join(profiles.PROPERTIES), metavar="P,P,...",
                       help=f"which properties to run (default: all of {','.join(profiles.PROPERTIES)})")
     fuzz.add_argument("--max-examples", type=positive_int, metavar="N", help="examples per property, overriding the profile")
+    fuzz.add_argument("--time-budget", metavar="DURATION",
+                      help="end on time (e.g. 90s, 45m, 1h) with a complete report; properties share the time by cost")
     fuzz.add_argument("--seed", type=int, help="fixed hypothesis seed (instead of the profile's)")
     fuzz.add_argument("--strict", action="store_true", help="exit 1 on any finding, not only a REGRESSION")
     fuzz.add_argument("--no-known", action="store_true",
@@ -73,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend, layers=args.layers, strict=args.strict,
         properties=[p.strip() for p in args.properties.split(",") if p.strip()],
         progress=progress, max_examples=args.max_examples, seed=args.seed, out_dir=args.out, use_known=not args.no_known,
-        pad_contract=args.pad_contract, pre_serving=args.pre_serving)
+        pad_contract=args.pad_contract, pre_serving=args.pre_serving,
+        time_budget=None if args.time_budget is None else parse_duration(args.time_budget))
     if args.save_regressions:
         save_regressions(result)
     print(json.dumps(result.to_dict()) if args.json else render(result))
@@ -97,7 +101,8 @@ def render(result: FuzzResult) -> str:
     cfg = result.config
     lines = [f"fuzz {cfg.baseline} vs {cfg.candidate} (profile {result.profile}, block sizes "
              f"{','.join(map(str, cfg.block_sizes))}, {cfg.layers} layers): {result.examples} states in "
-             f"{result.seconds:.1f}s"]
+             f"{result.seconds:.1f}s" + (f" (time budget {result.time_budget:.0f}s)" if result.time_budget else "")]
+    lines += _coverage(result)
     if result.groups:
         lines.append("findings by triage class and scenario:")
     for group in result.groups:
@@ -114,6 +119,8 @@ def render(result: FuzzResult) -> str:
             continue
         lines.append(f"FAILED {name} after {stats.examples_to_failure} examples "
                      f"({(stats.seconds_to_failure or 0):.1f}s){': ' + stats.error if stats.error else ''}")
+        if stats.cut_short:
+            lines.append("  shrinking was cut short by the time budget: the smallest failing state found so far")
         if stats.counterexample is not None:
             state_json = json.dumps(stats.counterexample["state"], separators=(",", ":"))
             lines.append(f"  minimal state: {_shown(state_json, stats.path)}")
@@ -125,6 +132,21 @@ def render(result: FuzzResult) -> str:
         lines.append(f"NOT REACHED (required by profile {result.profile}): {', '.join(result.missing)}")
     lines.append(f"exit {result.exit_code}")
     return "\n".join(lines)
+
+
+def _coverage(result: FuzzResult) -> list[str]:
+    """States per property and block size, properties the time budget cut short, scenarios reached per block size."""
+    lines = ["states per property and block size:"]
+    for name, stats in result.properties.items():
+        sizes = ", ".join(f"{bs}: {n}" for bs, n in sorted(stats.by_block_size.items()))
+        cut = " (cut short by the time budget)" if stats.cut_short else ""
+        lines.append(f"  {name}: {stats.examples} ({sizes}){cut}")
+    for block_size, tags in result.reached_by_size.items():
+        wanted = profiles.required_at(result.profile, block_size)
+        held = sorted(t for t in wanted if tags.get(t))
+        lines.append(f"  block size {block_size}: {len(held)}/{len(wanted)} "
+                     f"required scenarios reached, {len(tags)} scenarios in all")
+    return lines
 
 
 def _shown(text: str, path: Path | None, limit: int = 1500) -> str:

@@ -4,7 +4,8 @@ Why: hypothesis stops at the first failure, but a fuzz run must report SHARED-BU
 as well as REGRESSIONs. Each property hands every report to ``Collector.record``; that keeps the
 smallest example per (verdict, scenario), and returns whether the report holds a failing verdict,
 so the property raises only for those and hypothesis shrinks exactly them. The failing case is
-written to disk at once (temp file + ``os.replace``), so a killed run still leaves it behind.
+written to disk at once (temp file + ``os.replace``), so a killed run still leaves it behind. Under a
+time budget the collector ends the property once its slice is spent (``BudgetSpent``), after recording.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from properties.config import FuzzConfig
 from properties.strategies import Case
+from properties.time_budget import BudgetSpent
 from validation.compare import Finding, Report
 from validation.state import MAX_NUM_SEQS
 
@@ -54,6 +56,8 @@ class PropertyStats:
     report: dict[str, Any] | None = None
     path: Path | None = None
     error: str | None = None
+    by_block_size: Counter = field(default_factory=Counter)
+    cut_short: bool = False  # ended by the time budget before its example budget
     started: float = field(default_factory=time.perf_counter, repr=False)
 
 
@@ -90,6 +94,8 @@ class Collector:
         self.config = config
         self.stats: dict[str, PropertyStats] = {}
         self.reached: Counter = Counter()
+        self.reached_by_size: dict[int, Counter] = {}
+        self.deadline: float | None = None  # perf_counter() time at which the current property must end
         self.groups: dict[tuple[str, str], Group] = {}
         self._smallest_failure: dict[str, tuple[int, int]] = {}
 
@@ -105,7 +111,10 @@ class Collector:
         """Count the example, keep its findings; True when it holds a verdict that fails the property."""
         stats = self.stats.get(name) or self.start(name)
         stats.examples += 1
+        block_size = case.state.block_size
+        stats.by_block_size[block_size] += 1
         self.reached.update(case.tags)
+        self.reached_by_size.setdefault(block_size, Counter()).update(case.tags)
         this_size = size(case)
         touched: set[tuple[str, str]] = set()
         last_scenario: dict[tuple[str, str], str] = {}
@@ -133,8 +142,11 @@ class Collector:
             group.properties.add(name)
             if group.case is None or this_size < size(group.case):
                 group.case, group.verdicts = case, tuple(sorted(report.verdicts))
+                self._write_group(group)  # on disk as found: a run killed later keeps it
         if failing:
             self._fail(stats, case, report)
+        if self.deadline is not None and time.perf_counter() >= self.deadline:
+            raise BudgetSpent(name)
         return failing
 
     def _fail(self, stats: PropertyStats, case: Case, report: Report) -> None:
@@ -154,6 +166,8 @@ class Collector:
         """Fold in what a worker process collected (its properties, scenarios and groups)."""
         self.stats.update(other.stats)
         self.reached.update(other.reached)
+        for block_size, tags in other.reached_by_size.items():
+            self.reached_by_size.setdefault(block_size, Counter()).update(tags)
         for key, theirs in other.groups.items():
             mine = self.groups.get(key)
             if mine is None:
@@ -169,9 +183,12 @@ class Collector:
         """Write the smallest case of every finding group (for its one-line reproduction)."""
         for group in self.groups.values():
             if group.case is not None:
-                slug = f"{group.verdict}_{group.scenario}".replace(":", "-").replace(" ", "_").lower()
-                group.path = write_json(self.config.out_dir / "findings" / f"{slug}.json",
-                                        case_file(group.case, group.verdicts, self.config, name=slug))
+                self._write_group(group)
+
+    def _write_group(self, group: Group) -> None:
+        slug = f"{group.verdict}_{group.scenario}".replace(":", "-").replace(" ", "_").lower()
+        group.path = write_json(self.config.out_dir / "findings" / f"{slug}.json",
+                                case_file(group.case, group.verdicts, self.config, name=slug))
 
 
 def case_file(case: Case, verdicts: Sequence[str], config: FuzzConfig, *, name: str) -> dict[str, Any]:

@@ -16,11 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hypothesis import reporting
+from hypothesis.reporting import with_reporter
+
 from properties import profiles
 from properties.collector import Collector, Group, PropertyStats
 from properties.config import DEFAULT_OUT, PROPERTY_LAYERS, FuzzConfig
 from properties.strategies import DEFAULT_BLOCK_SIZES, SWEEP_BLOCK_SIZES
 from properties.suite import build_property
+from properties.time_budget import REPORT_MARGIN_S, BudgetSpent, slice_end
 from validation.compare import REGRESSION
 from validation.verdicts import Verdict
 from validation.errors import InputError
@@ -40,6 +44,8 @@ class FuzzResult:
     reached: dict[str, int]
     missing: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    reached_by_size: dict[int, dict[str, int]] = field(default_factory=dict)
+    time_budget: float | None = None
 
     @property
     def examples(self) -> int:
@@ -68,9 +74,12 @@ class FuzzResult:
             "block_sizes": list(self.config.block_sizes), "backend": self.config.backend,
             "layers": self.config.layers, "strict": self.config.strict, "exit_code": self.exit_code,
             "examples": self.examples, "seconds": round(self.seconds, 3), "missing_scenarios": self.missing,
-            "reached": self.reached,
+            "reached": self.reached, "time_budget": self.time_budget,
+            "reached_by_block_size": {str(bs): tags for bs, tags in self.reached_by_size.items()},
             "properties": {name: {
                 "examples": p.examples, "seconds": round(p.seconds, 3), "failed": p.failed,
+                "examples_by_block_size": {str(bs): n for bs, n in sorted(p.by_block_size.items())},
+                "cut_short_by_time_budget": p.cut_short,
                 "examples_to_failure": p.examples_to_failure, "seconds_to_failure": p.seconds_to_failure,
                 "counterexample": p.counterexample, "path": None if p.path is None else str(p.path),
                 "error": p.error,
@@ -90,7 +99,8 @@ def run_fuzz(baseline: str = "legacy", candidate: str = "single_step", *, profil
              stop_at_first_failure: bool = False, progress: Progress | None = None,
              max_examples: int | None = None, seed: int | None = None,
              out_dir: Path | str = DEFAULT_OUT, jobs: int | None = None, use_known: bool = True,
-             pad_contract: str = PAD_CONTRACTS[0], pre_serving: bool = False) -> FuzzResult:
+             pad_contract: str = PAD_CONTRACTS[0], pre_serving: bool = False,
+             time_budget: float | None = None) -> FuzzResult:
     """Run the properties (default: all five, the state machine included) and collect every finding.
 
     ``candidate``/``baseline`` are seam specs (registry name, ``module:NAME``, ``path.py:NAME``).
@@ -100,6 +110,8 @@ def run_fuzz(baseline: str = "legacy", candidate: str = "single_step", *, profil
     ``pad_contract`` is what a padded row's slot must be; ``pre_serving`` lets the state machine start
     before the server's start-up (on zero-filled buffers, a state no served step sees).
     ``jobs`` processes share the properties (default: one per CPU); ``1`` runs them in this process.
+    ``time_budget`` (seconds) ends the run on time: each property stops when its share of the time left is
+    spent, and the report says which properties were cut short.
     """
     selected = tuple(properties or profiles.PROPERTIES)
     for name in selected:
@@ -115,14 +127,15 @@ def run_fuzz(baseline: str = "legacy", candidate: str = "single_step", *, profil
     config.baseline_impl, config.candidate_impl  # resolve both now: a bad spec is an InputError, not a finding
     started = time.perf_counter()
     options = {"profile": profile, "max_examples": max_examples, "seed": seed}
+    deadline = None if time_budget is None else started + max(time_budget - REPORT_MARGIN_S, 0.5 * time_budget)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(selected)))
     if jobs == 1:
-        collector = _run_properties(config, selected, options, stop_at_first_failure, progress)
+        collector = _run_properties(config, selected, options, stop_at_first_failure, progress, deadline)
     else:
         collector = Collector(config)
         shares = _balance(selected, jobs, profile)
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = [pool.submit(_run_properties, config, share, options, stop_at_first_failure, None)
+            futures = [pool.submit(_run_properties, config, share, options, stop_at_first_failure, None, deadline)
                        for share in shares]
             for future in as_completed(futures):
                 part = future.result()
@@ -132,29 +145,49 @@ def run_fuzz(baseline: str = "legacy", candidate: str = "single_step", *, profil
                         progress(_progress_line(stats))
         collector.stats = {name: collector.stats[name] for name in selected if name in collector.stats}
     collector.write_findings()
-    required = profiles.REQUIRED.get(profile, frozenset())
-    if max_examples is not None or set(selected) != set(profiles.PROPERTIES):
-        required = frozenset()  # a trimmed run is not held to the profile's coverage
-    missing = sorted(t for t in required if not collector.reached[t])
+    trimmed = max_examples is not None or set(selected) != set(profiles.PROPERTIES)
+    missing = [] if trimmed else _missing(collector, profile, sizes)  # a trimmed run is not held to coverage
+    by_size = {bs: dict(sorted(tags.items())) for bs, tags in sorted(collector.reached_by_size.items())}
     return FuzzResult(config, profile, collector.stats, sorted(collector.groups.values(), key=_group_order),
-                      dict(sorted(collector.reached.items())), missing, time.perf_counter() - started)
+                      dict(sorted(collector.reached.items())), missing, time.perf_counter() - started, by_size,
+                      time_budget)
+
+
+def _missing(collector: Collector, profile: str, sizes: Sequence[int]) -> list[str]:
+    """Required scenarios never generated: by name for one block size, ``name at block size N`` for several."""
+    missing = []
+    for block_size in sizes:
+        reached = collector.reached_by_size.get(block_size, {})
+        for tag in sorted(profiles.required_at(profile, block_size)):
+            if not reached.get(tag):
+                missing.append(tag if len(sizes) == 1 else f"{tag} at block size {block_size}")
+    return missing
 
 
 def _run_properties(config: FuzzConfig, names: Sequence[str], options: dict[str, Any], stop_at_first_failure: bool,
-                    progress: Progress | None) -> Collector:
-    """Run some properties in this process, one collector for all of them."""
+                    progress: Progress | None, deadline: float | None = None) -> Collector:
+    """Run some properties in this process, one collector for all of them (each in its time slice)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     collector = Collector(config)
-    for name in names:
+    for i, name in enumerate(names):
         test = build_property(name, config, collector, **options)
         stats = collector.start(name)
+        if deadline is not None:
+            collector.deadline = slice_end(time.perf_counter(), deadline, name, names[i + 1:], options["profile"])
+        held: list[object] = []
         try:
-            test()
+            with with_reporter(held.append):
+                test()
+        except BudgetSpent:
+            stats.cut_short = True
+            held.clear()  # hypothesis' "reproduce this failure" note is about the budget, not a failure
         except AssertionError:
             stats.failed = True
         except Exception as exc:  # noqa: BLE001 - hypothesis' own errors (flaky, health) end this property
             stats.failed = True
             stats.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        for message in held:
+            reporting.default(message)
         collector.stop(name)
         if progress:
             progress(_progress_line(stats))
@@ -176,7 +209,10 @@ def _balance(names: Sequence[str], jobs: int, profile: str) -> list[list[str]]:
 
 
 def _progress_line(stats: PropertyStats) -> str:
-    return f"{stats.name}: {stats.examples} examples in {stats.seconds:.1f}s, {'FAILED' if stats.failed else 'ok'}"
+    sizes = ", ".join(f"{bs}: {n}" for bs, n in sorted(stats.by_block_size.items()))
+    cut = ", cut short by the time budget" if stats.cut_short else ""
+    return (f"{stats.name}: {stats.examples} examples in {stats.seconds:.1f}s (by block size {sizes}), "
+            f"{'FAILED' if stats.failed else 'ok'}{cut}")
 
 
 def _group_order(group: Group) -> tuple[int, str]:

@@ -43,6 +43,16 @@ REQUIRED: dict[str, frozenset[str]] = {
     }),
 }
 REQUIRED["nightly"] = REQUIRED["ci"] | {"mtp:draft_crosses_block", "empty_batch", "context:near_max"}
+# Scenarios no state of a block size can show, so a run is not held to them there: with one token per block
+# no position crosses a block, and ``id * 1 + 0`` never exceeds the largest int32 block id.
+IMPOSSIBLE_AT: dict[int, frozenset[str]] = {
+    1: frozenset({"position:crosses_block", "mtp:draft_crosses_block", "block_id:int32_overflow"}),
+}
+
+
+def required_at(profile: str, block_size: int) -> frozenset[str]:
+    """The scenarios a run of ``profile`` must generate at ``block_size``."""
+    return REQUIRED.get(profile, frozenset()) - IMPOSSIBLE_AT.get(block_size, frozenset())
 
 _COMMON = {
     "deadline": None,
