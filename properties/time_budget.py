@@ -4,8 +4,9 @@ Why: hypothesis has example budgets, not time budgets, and a nightly job must en
 complete report. Each property gets a slice of what is left, in proportion to its estimated cost
 (``profiles.COST`` times its example budget), so a property that ends early hands its time on and the
 last ones are not starved. The collector checks the slice after every recorded state and raises
-``BudgetSpent``: a ``BaseException``, so hypothesis neither catches it as a failure nor shrinks it;
-what was recorded (and every counterexample, already on disk) stays.
+``BudgetSpent``: a ``KeyboardInterrupt``, the one exception hypothesis takes to mean "stop now" (it neither
+treats it as a failure nor shrinks it, nor saves the cut example to its database, where a later run would
+replay it as flaky); what was recorded (and every counterexample, already on disk) stays.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from validation.errors import InputError
 REPORT_MARGIN_S = 5.0
 
 
-class BudgetSpent(BaseException):
+class BudgetSpent(KeyboardInterrupt):
     """A property's time slice is over (raised by the collector, caught by the runner)."""
 
 

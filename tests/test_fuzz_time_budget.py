@@ -1,0 +1,82 @@
+"""``fuzz --time-budget``: the duration's one-line errors, a run that ends on time with its full report, and
+counterexamples that survive a SIGKILL of the whole run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from properties.fuzz import run_fuzz
+from properties.time_budget import parse_duration
+from tests.support import ROOT, requires_paddle
+from validation.cli import main
+from validation.errors import InputError
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("45m", 2700), ("1h30m", 5400), ("120", 120)])
+def test_durations_parse(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "0s", "5x"])
+def test_a_bad_duration_is_one_line_and_exit_2(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(InputError):
+        parse_duration(text)
+    assert main(["fuzz", "--time-budget", text]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "time-budget" in err
+
+
+@requires_paddle
+def test_a_budgeted_run_ends_on_time_with_states_per_block_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the nightly profile's example database stays in here
+    budget = 14.0
+    result = run_fuzz("legacy", "single_step", profile="nightly", block_sizes=(16, 64), jobs=1, out_dir=tmp_path,
+                      properties=["equivalence", "multi_step"], time_budget=budget)
+    # the nightly budget is 20,000 examples: only the clock can have ended this run
+    assert result.seconds < budget + 5
+    assert all(p.cut_short for p in result.properties.values()), {n: (p.examples, p.error) for n, p in result.properties.items()}
+    for stats in result.properties.values():
+        assert stats.examples == sum(stats.by_block_size.values()) > 0
+    assert {16, 64} <= set(result.reached_by_size)
+    summary = result.to_dict()
+    assert summary["time_budget"] == budget and summary["properties"]["equivalence"]["cut_short_by_time_budget"]
+
+
+@requires_paddle
+def test_a_killed_run_keeps_its_counterexample(tmp_path: Path) -> None:
+    """SIGKILL the run (and its workers) once the first counterexample is on disk: the file is whole and
+    ``check`` reproduces the failure from it."""
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "validation.cli", "fuzz", "--baseline", "oracle", "--candidate", "single_step",
+               "--properties", "equivalence,determinism", "--profile", "dev", "--max-examples", "100000",
+               "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    found = out / "equivalence.json"
+    try:
+        limit = time.monotonic() + 240
+        while not found.exists() and proc.poll() is None and time.monotonic() < limit:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert found.exists(), "no counterexample written within 240 s"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    data = json.loads(found.read_text())
+    assert "REGRESSION" in data["expected"]["verdicts"]
+    assert not list(out.glob(".*.tmp"))
+    check = subprocess.run([sys.executable, "-m", "validation.cli", "check", "--state", str(found), "--baseline",
+                            "oracle", "--candidate", "single_step"], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert check.returncode == 1, check.stdout + check.stderr
