@@ -54,20 +54,20 @@ class Truth:
 
 def truth(state: Any) -> Truth:
     """Compute the truth for a ``BatchState`` (or anything with ``to_dict()``) or a state mapping."""
-    data: Mapping[str, Any] = state if isinstance(state, Mapping) else state.to_dict()
+    data: Mapping[str, Any] = state if isinstance(state, Mapping) else _fields(state)
     bs = int(data["block_size"])
     decoded: Sequence[int] = [int(x) for x in data["seq_lens_decoder"]]
     this_time: Sequence[int] = [int(x) for x in data["seq_lens_this_time"]]
-    tables: Sequence[Sequence[int]] = [[int(x) for x in row] for row in data["block_tables"]]
     rows: list[TokenTruth] = []
     for request, (cached, count) in enumerate(zip(decoded, this_time)):
+        table = _ints(data["block_tables"][request]) if count > 0 else []  # only the rows a token reads
         for i in range(count):
             position = cached + i
             logical = position // bs
-            if logical >= len(tables[request]) or tables[request][logical] < 0:
+            if logical >= len(table) or table[logical] < 0:
                 raise InvalidStateError(
                     f"request {request} position {position}: logical block {logical} is not allocated")
-            slot = tables[request][logical] * bs + position % bs
+            slot = table[logical] * bs + position % bs
             rows.append(TokenTruth(len(rows), request, position, logical, slot))
     num_tokens = len(rows)
     padded = data.get("padded_num_tokens")
@@ -75,6 +75,19 @@ def truth(state: Any) -> Truth:
     for token in range(num_tokens, padded):
         rows.append(TokenTruth(token, None, None, None, None))
     return Truth(tuple(rows), num_tokens)
+
+
+def _fields(state: Any) -> Mapping[str, Any]:
+    """What the oracle reads of a ``BatchState`` (its arrays as they are), else the object's ``to_dict()``."""
+    names = ("block_size", "seq_lens_decoder", "seq_lens_this_time", "block_tables", "padded_num_tokens")
+    if all(hasattr(state, n) for n in names):
+        return {n: getattr(state, n) for n in names}
+    return state.to_dict()
+
+
+def _ints(row: Any) -> list[int]:
+    """A table row as Python ints (unbounded: ``id * bs`` never wraps here)."""
+    return [int(x) for x in (row.tolist() if hasattr(row, "tolist") else row)]
 
 
 class Oracle:
