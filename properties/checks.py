@@ -17,7 +17,7 @@ from properties.strategies import Case
 from validation import compare
 from validation.compare import OK, REGRESSION, SHARED_BUG, Finding, Report
 from validation.causes import stand_in
-from validation.oracle import Truth, truth
+from validation.oracle import truth, truth_arrays
 from validation.seam import CONSUMERS, Observation, StepFn, observe
 
 Check = Callable[[Case, FuzzConfig], Report]
@@ -34,37 +34,46 @@ def run_case(fn: StepFn, case: Case, layers: int) -> Observation:
 
 
 def equivalence(case: Case, cfg: FuzzConfig) -> Report:
-    """Candidate vs baseline, bit-exact on every layer and consumer, each element triaged by the oracle."""
+    """Candidate vs baseline, bit-exact on every layer and consumer, each element triaged by the oracle
+    (at once, when both sides equal the oracle everywhere: nothing to triage)."""
     base = run_case(cfg.baseline_impl.new(), case, cfg.layers)
     cand = run_case(cfg.candidate_impl.new(), case, cfg.layers)
+    expected = truth_arrays(case.state)
+    if expected is not None and _matches(cand, expected, cfg.layers, cfg.pad_contract) and \
+            _matches(base, expected, cfg.layers, cfg.pad_contract):
+        return _all_right(case, cfg, expected)
     return compare.triage(case.state, base, cand, cfg.baseline, cfg.candidate, cfg.layers,
                           max_per_group=FINDINGS_PER_GROUP, pad_contract=cfg.pad_contract)
 
 
 def truth_check(case: Case, cfg: FuzzConfig) -> Report:
     """Candidate vs the oracle; the baseline runs only where the candidate is wrong, to triage it."""
-    expected = truth(case.state)
+    expected = truth_arrays(case.state)
     cand = run_case(cfg.candidate_impl.new(), case, cfg.layers)
-    if _matches(cand, expected, cfg.layers, cfg.pad_contract):
-        report = Report(case.state, cfg.baseline, cfg.candidate, cfg.layers)
-        report.counts[OK] += len(expected.tokens) * (1 + 2 * cfg.layers)
-        return report
+    if expected is not None and _matches(cand, expected, cfg.layers, cfg.pad_contract):
+        return _all_right(case, cfg, expected)
     base = run_case(cfg.baseline_impl.new(), case, cfg.layers)
-    return compare.triage(case.state, base, cand, cfg.baseline, cfg.candidate, cfg.layers, expected,
+    return compare.triage(case.state, base, cand, cfg.baseline, cfg.candidate, cfg.layers,
                           max_per_group=FINDINGS_PER_GROUP, pad_contract=cfg.pad_contract)
 
 
-def _matches(obs: Observation, expected: Truth, layers: int, pad_contract: str) -> bool:
+def _all_right(case: Case, cfg: FuzzConfig, expected: tuple[np.ndarray, np.ndarray]) -> Report:
+    """The report of a state every side got right: every element OK."""
+    report = Report(case.state, cfg.baseline, cfg.candidate, cfg.layers)
+    report.counts[OK] += len(expected[1]) * (1 + 2 * cfg.layers)
+    return report
+
+
+def _matches(obs: Observation, expected: tuple[np.ndarray, np.ndarray], layers: int, pad_contract: str) -> bool:
     """Whether an observation is right everywhere (dtype, length, value; padding negative, or -1 under the
     minus-one contract), in numpy."""
     if obs.error is not None or obs.hazards or len(obs.layers) != layers:
         return False
-    n = expected.num_tokens
-    want_pos = np.asarray(expected.positions, dtype=np.int64)
+    want_pos, want = expected
+    n = want_pos.shape[0]
     pos = obs.position_ids
     if pos.dtype not in compare.POSITION_DTYPES or pos.shape != (n,) or not np.array_equal(pos, want_pos):
         return False
-    want = np.asarray(expected.slots, dtype=np.int64)
     for layer in obs.layers:
         for consumer in CONSUMERS:
             got = layer[consumer]

@@ -29,6 +29,8 @@ from validation.compare import REGRESSION
 from validation.verdicts import Verdict
 from validation.errors import InputError
 from validation.options import PAD_CONTRACTS
+from validation.seam import observe
+from validation.state import BatchState
 
 Progress = Callable[[str], None]
 
@@ -132,6 +134,7 @@ def run_fuzz(baseline: str = "legacy", candidate: str = "single_step", *, profil
     if jobs == 1:
         collector = _run_properties(config, selected, options, stop_at_first_failure, progress, deadline)
     else:
+        _warm_up(config)
         collector = Collector(config)
         shares = _balance(selected, jobs, profile)
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
@@ -194,6 +197,15 @@ def _run_properties(config: FuzzConfig, names: Sequence[str], options: dict[str,
         if stats.failed and stop_at_first_failure:
             break
     return collector
+
+
+def _warm_up(config: FuzzConfig) -> None:
+    """Run both sides once on a one-token state before forking: what they import and probe on first use
+    (Paddle, its indexing semantics) is then done once and shared by the workers, not once per worker."""
+    inputs = BatchState.from_dict({"block_size": 1, "seq_lens_encoder": [1], "seq_lens_decoder": [0],
+                                   "seq_lens_this_time": [1], "block_tables": [[0]]}).step_inputs()
+    for impl in (config.baseline_impl, config.candidate_impl):
+        observe(impl.new(), inputs, config.layers)
 
 
 def _balance(names: Sequence[str], jobs: int, profile: str) -> list[list[str]]:

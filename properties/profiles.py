@@ -15,6 +15,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 
+from properties.strategies import BATCH_STATES
 from validation.errors import InputError
 
 REDIS_ENV = "DSA_HYPOTHESIS_REDIS"
@@ -87,7 +88,9 @@ def for_property(profile: str, name: str, max_examples: int | None = None, seed:
     if profile not in PROFILE_NAMES:
         raise InputError("profile", f"unknown profile {profile!r} (choose from: {', '.join(PROFILE_NAMES)})")
     register()
-    extra: dict = {"max_examples": max_examples or BUDGETS[profile][name]}
+    states = max_examples or BUDGETS[profile][name]
+    # A single-step example is a batch of BATCH_STATES states: the budget counts states, as before.
+    extra: dict = {"max_examples": states if name == MACHINE else -(-states // BATCH_STATES)}
     if name == MACHINE:
         extra["stateful_step_count"] = STEPS[profile]
     if seed is not None:  # a seed replaces derandomisation by one fixed, chosen seed

@@ -23,6 +23,8 @@ from properties.schedule_model import (
 from validation.state import MAX_NUM_SEQS, BatchState
 
 DEFAULT_BLOCK_SIZES = (64,)
+# States built per hypothesis example by ``case_batches`` (one draw of the knobs, a seed per state).
+BATCH_STATES = 8
 SWEEP_BLOCK_SIZES = (1, 16, 32, 48, 64, 100, 128, 256)
 # Token budgets (max_num_batched_tokens less the overlap margin), the first is the shrink target. Small
 # ones dominate: a state's cost is in its token count, and a small budget is what makes chunks.
@@ -132,6 +134,34 @@ def _dial(draw: st.DrawFn, tiers: tuple[tuple[int, ...], ...], hi: int, cap: int
 @st.composite
 def cases(draw: st.DrawFn, block_sizes: Sequence[int] = DEFAULT_BLOCK_SIZES) -> Case:
     """One step of a server's batch: sizes and knobs are drawn, the scheduler model builds the rest."""
+    knobs = _knobs(draw, block_sizes)
+    case = _build_case(knobs, knobs["seed"])
+    note(case)
+    return case
+
+
+@st.composite
+def case_batches(draw: st.DrawFn, block_sizes: Sequence[int] = DEFAULT_BLOCK_SIZES,
+                 size: int = BATCH_STATES) -> list[Case]:
+    """``size`` states from one draw: the knobs are drawn once, each state has its own scheduler seed.
+
+    Why: a hypothesis example costs far more than the scheduler model's state (the engine's bookkeeping,
+    a dozen draws, the target optimiser); here it is paid once for ``size`` states. The first state is
+    exactly what ``cases()`` draws; the others differ in the seed alone, so shrinking the knobs (fewer
+    requests, shorter contexts, no padding, the plain block size) shrinks every state of the batch, and a
+    failing one is still reported alone, minimal in every knob.
+    """
+    knobs = _knobs(draw, block_sizes)
+    seed = knobs["seed"]
+    batch = [_build_case(knobs, seed)] + [_build_case(knobs, [seed, i]) for i in range(1, size)]
+    for tag in sorted(frozenset().union(*(c.tags for c in batch))):
+        event(tag)
+    target(max(_overflow_score(c.state) for c in batch), label="largest block id / int32 overflow threshold")
+    return batch
+
+
+def _knobs(draw: st.DrawFn, block_sizes: Sequence[int]) -> dict:
+    """Every hypothesis-drawn choice of one case: sizes first (they shrink first), the knobs, the seed."""
     block_size = draw(st.sampled_from(tuple(block_sizes)))
     bsz = _dial(draw, BATCH_TIERS, LAUNCH_LIMIT + 64)
     max_ctx = max(1, min(MAX_MODEL_LEN - 8, MAX_TABLE_CELLS * block_size // bsz - 3 * block_size))
@@ -150,19 +180,25 @@ def cases(draw: st.DrawFn, block_sizes: Sequence[int] = DEFAULT_BLOCK_SIZES) -> 
         "extra_width": draw(st.integers(0, 2)),
         "boundary": draw(st.integers(0, 3)) == 3,
     }
-    seed = draw(st.integers(0, 2**32 - 1))
-    prior_kind, past_kind = draw(st.sampled_from(PRIOR_KINDS)), draw(st.sampled_from(PAST_KINDS))
-    past_count = draw(st.integers(1, 4))
+    seed = draw(st.integers(0, 2**32 - 1))  # drawn here, where cases() always drew it: the same draws as before
+    runner = {"prior_kind": draw(st.sampled_from(PRIOR_KINDS)), "past_kind": draw(st.sampled_from(PAST_KINDS)),
+              "past_count": draw(st.integers(1, 4))}
+    return {"block_size": block_size, "bsz": bsz, "ctx_cap": ctx_cap, "max_ctx": max_ctx, "step": knobs,
+            "seed": seed, "runner": runner}
+
+
+def _build_case(knobs: dict, seed: int | list[int]) -> Case:
+    """The scheduler model's state for drawn ``knobs`` and one numpy ``seed``."""
     rng = np.random.default_rng(seed)
+    ctx_cap = knobs["ctx_cap"]
     if rng.random() < LONG_SHARE:  # the long tier by the seed too: hypothesis' own draws of the dial cluster
-        ctx_cap = max_ctx
-    step = build_step(rng, block_size=block_size, bsz=bsz, ctx_cap=ctx_cap, **knobs)
-    state = with_runner(rng, step.state, knobs["padding"], prior_kind, past_kind, past_count)
-    past_kind = past_kind if state.block_tables_past_bsz is not None else "none"
-    tags = step.tags | {f"legacy_buffer:{prior_kind}", f"captured_rows:{past_kind}"}
-    case = Case(state, step.phases, frozenset(tags))
-    note(case)
-    return case
+        ctx_cap = knobs["max_ctx"]
+    step_knobs, runner = knobs["step"], knobs["runner"]
+    step = build_step(rng, block_size=knobs["block_size"], bsz=knobs["bsz"], ctx_cap=ctx_cap, **step_knobs)
+    state = with_runner(rng, step.state, step_knobs["padding"], **runner)
+    past_kind = runner["past_kind"] if state.block_tables_past_bsz is not None else "none"
+    tags = step.tags | {f"legacy_buffer:{runner['prior_kind']}", f"captured_rows:{past_kind}"}
+    return Case(state, step.phases, frozenset(tags))
 
 
 def with_runner(rng: np.random.Generator, state: BatchState, padding: str, prior_kind: str, past_kind: str,

@@ -2,7 +2,8 @@
 
 Why a builder: the pytest modules (``properties/test_*.py``) and the runner (``dsa-validate fuzz``,
 the mutation-testing API) need the same tests bound to different configurations and collectors.
-Every single-step property carries the pinned SPEC section 5 cases as ``@example``s.
+Every single-step property carries the pinned SPEC section 5 cases as ``@example``s, and judges a batch of
+states per hypothesis example (``strategies.case_batches``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from properties.collector import Collector
 from properties.config import FuzzConfig
 from properties.examples import pinned_cases
 from properties.machine import PropertyFailed, build_machine
-from properties.strategies import Case, cases
+from properties.strategies import Case, case_batches
 
 
 def build_property(name: str, config: FuzzConfig, collector: Collector, *, profile: str = "dev",
@@ -36,14 +37,15 @@ def build_property(name: str, config: FuzzConfig, collector: Collector, *, profi
 
     check = CHECKS[name]
 
-    def body(case: Case) -> None:
-        report = check(case, config)
-        if collector.record(name, case, report):
-            raise PropertyFailed(f"{name}: {report.render(max_lines_per_group=4)}")
+    def body(batch: list[Case]) -> None:
+        for case in batch:  # the first failing state ends the example: hypothesis shrinks towards it alone
+            report = check(case, config)
+            if collector.record(name, case, report):
+                raise PropertyFailed(f"{name}: {report.render(max_lines_per_group=4)}")
 
     body.__name__ = body.__qualname__ = f"test_{name}"
-    test = given(case=cases(config.block_sizes))(body)
+    test = given(batch=case_batches(config.block_sizes))(body)
     for pinned in reversed(pinned_cases()):
-        test = example(case=pinned)(test)
+        test = example(batch=[pinned])(test)
     test = settings(test)
     return hypothesis_seed(seed)(test) if seed is not None else test

@@ -4,9 +4,11 @@ For request ``b`` and ``i < seq_lens_this_time[b]``: position ``seq_lens_decoder
 ``position // block_size``, slot ``block_tables[b][logical] * block_size + position % block_size``.
 Tokens are packed request after request; every padded token must map to a negative slot.
 
-This module deliberately shares no code with ``validation.impls`` and does no array arithmetic: it
+This module deliberately shares no code with ``validation.impls``. ``truth`` does no array arithmetic: it
 reads the state as Python lists, so a bug in numpy or Paddle integer semantics cannot hide on both
-sides of a comparison.
+sides of a comparison. ``truth_arrays`` is the same formula in one numpy pass, in int64 (no product can
+wrap: block ids are int32, block sizes small), for the fuzzer's fast path: a state whose observations all
+equal it is judged right at once; anything else is triaged element by element against ``truth``.
 """
 
 from __future__ import annotations
@@ -75,6 +77,29 @@ def truth(state: Any) -> Truth:
     for token in range(num_tokens, padded):
         rows.append(TokenTruth(token, None, None, None, None))
     return Truth(tuple(rows), num_tokens)
+
+
+def truth_arrays(state: Any) -> tuple[Any, Any] | None:
+    """``(positions int64 [num_tokens], slots int64 [launched rows])`` of a ``BatchState``, padding rows -1;
+    ``None`` where a real token has no slot (``truth`` raises there, with the request named)."""
+    import numpy as np  # noqa: PLC0415 - the plain-Python oracle above needs no numpy
+
+    bs = int(state.block_size)
+    this = np.asarray(state.seq_lens_this_time, dtype=np.int64)
+    tables = np.asarray(state.block_tables, dtype=np.int64)
+    n = int(this.sum())
+    rows = np.repeat(np.arange(this.shape[0]), this)
+    first = np.cumsum(this) - this  # each request's first packed row
+    positions = np.asarray(state.seq_lens_decoder, dtype=np.int64)[rows] + np.arange(n) - first[rows]
+    logical = positions // bs
+    if n and int(logical.max()) >= tables.shape[1]:
+        return None
+    ids = tables[rows, logical]
+    if bool((ids < 0).any()):
+        return None
+    slots = np.full(max(n, int(state.padded_num_tokens)), -1, dtype=np.int64)
+    slots[:n] = ids * bs + positions % bs
+    return positions, slots
 
 
 def _fields(state: Any) -> Mapping[str, Any]:
