@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from support import load_fixture, make_state, state_files
-from validation.oracle import InvalidStateError, Oracle, truth
+from validation.oracle import InvalidStateError, Oracle, truth, truth_arrays
 from validation.state import BatchState
 
 
@@ -44,3 +44,40 @@ def test_fixture_truth_matches_the_hand_computed_expectation(path) -> None:
     assert result["position_ids"].tolist() == doc["expected"]["position_ids"]
     assert result["slot_mapping"].tolist() == doc["expected"]["slot_mapping"]
     assert str(result["slot_mapping"].dtype) == "int64"
+
+
+def _same_as_truth(state: BatchState) -> bool:
+    """``truth_arrays`` (the fuzzer's fast path) says what ``truth`` says, or None where ``truth`` raises."""
+    arrays = truth_arrays(state)
+    try:
+        expected = truth(state)
+    except InvalidStateError:
+        return arrays is None
+    return (arrays is not None and arrays[0].tolist() == expected.positions and arrays[1].tolist() == expected.slots)
+
+
+@pytest.mark.parametrize("path", state_files(), ids=lambda p: p.stem)
+def test_the_numpy_form_agrees_with_the_truth_on_every_fixture(path) -> None:
+    assert _same_as_truth(BatchState.from_dict(load_fixture(path)["state"], validate=False))
+
+
+def test_the_numpy_form_agrees_past_int32_and_says_none_where_a_token_has_no_slot() -> None:
+    assert _same_as_truth(make_state(block_tables=[[2**31 - 1, -1]], padded_num_tokens=4))
+    assert _same_as_truth(BatchState.from_dict(dict(block_size=64, seq_lens_encoder=[0], seq_lens_decoder=[10],
+                                                    seq_lens_this_time=[1], block_tables=[[-1]]), validate=False))
+    assert _same_as_truth(BatchState.from_dict(dict(block_size=4, seq_lens_encoder=[0], seq_lens_decoder=[8],
+                                                    seq_lens_this_time=[1], block_tables=[[1, 2]]), validate=False))
+
+
+def test_the_numpy_form_agrees_on_generated_states() -> None:
+    from hypothesis import HealthCheck, given, settings  # noqa: PLC0415
+
+    from properties.strategies import SWEEP_BLOCK_SIZES, case_batches  # noqa: PLC0415
+
+    @settings(max_examples=40, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(batch=case_batches(SWEEP_BLOCK_SIZES))
+    def agree(batch) -> None:
+        for case in batch:
+            assert _same_as_truth(case.state), case
+
+    agree()
