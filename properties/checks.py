@@ -7,7 +7,7 @@ triage (baseline = the configured baseline, truth = the oracle) rather than just
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
