@@ -26,7 +26,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 from properties.collector import Collector
 from properties.config import FuzzConfig
 from properties.profiles import MACHINE
-from properties.schedule_model import MAX_OVERLAP, PADDINGS, Scheduler
+from properties.schedule_model import Scheduler
+from validation.launch_padding import MAX_OVERLAP, PADDINGS
 from properties.strategies import PRIOR_KINDS, Case, note, prior_positions
 from validation import compare
 from validation.start_up import start_up_steps

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from validation.launch_padding import MAX_NUM_SEQS, MAX_OVERLAP, PADDINGS, launch_size
+from validation.launch_padding import MAX_NUM_SEQS, MAX_OVERLAP, launch_size
 from validation.start_up import MAX_MODEL_LEN
 from validation.state import BatchState
 

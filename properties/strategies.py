@@ -17,9 +17,9 @@ import numpy as np
 from hypothesis import event, target
 from hypothesis import strategies as st
 
-from properties.schedule_model import (
-    INT32_MAX, LAUNCH_LIMIT, MAX_MODEL_LEN, MAX_OVERLAP, MAX_TABLE_CELLS, PADDINGS, PHASES, Scheduler, Step, state_tags,
-)
+from properties.schedule_model import INT32_MAX, LAUNCH_LIMIT, MAX_TABLE_CELLS, PHASES, Scheduler, Step, state_tags
+from validation.launch_padding import MAX_OVERLAP, PADDINGS
+from validation.start_up import MAX_MODEL_LEN
 from validation.state import MAX_NUM_SEQS, BatchState
 
 DEFAULT_BLOCK_SIZES = (64,)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from evals.engine.scheduler import SchedulerOutput
-from validation.launch_padding import PADDINGS, launch_size
+from validation.launch_padding import launch_size
 from validation.seam import Observation, StepFn, observe
 from validation.state import BatchState
 

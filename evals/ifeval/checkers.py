@@ -10,7 +10,6 @@ where the reference swapped in a random letter. ``REGISTRY`` maps each id to its
 
 from __future__ import annotations
 
-import collections
 import json
 import re
 from collections.abc import Mapping
