@@ -84,17 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # Paddle's CPU build runs one thread unless told
         os.environ.setdefault(name, str(os.cpu_count() or 1))
-    from evals.engine.model_runner import capture_sizes
+    from validation.launch_padding import capture_sizes
     from evals.ifeval import data
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
     args.out = args.out or Path(".dsa/capture_accuracy") / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     sides = args.sides.split(",")
     prompts = data.load_prompts(args.data)[:args.limit]
-    budget = EMBEDDED_ENGINE["max_num_batched_tokens"]
     print(f"{len(prompts)} prompts from {args.data}; greedy (temperature 0, seed 0), max_tokens {args.max_tokens}, "
           f"concurrency {args.concurrency}; engine {EMBEDDED_ENGINE}, block size 64, padding {args.padding}"
-          + (f" (capture sizes {capture_sizes(budget)})" if args.padding == "capture" else "")
+          + (f" (capture sizes {capture_sizes(EMBEDDED_ENGINE['max_num_seqs'])})" if args.padding == "capture" else "")
           + f"; load {os.getloadavg()[0]:.2f}; runs in {args.out}", flush=True)
     started = time.monotonic()
     timings = dict.fromkeys(sides, 0.0)
