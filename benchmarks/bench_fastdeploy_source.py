@@ -3,7 +3,9 @@
 Why: running a checkout's own lines (issue 16) must cost at most 2x the models' time, or reviewers stop running
 it. Each repeat is a fresh ``dsa-validate fuzz`` process (imports, Paddle start-up and the checkouts' parsing
 included), whole-process wall time; the fuzz exit code is printed too (1 is expected: with ``--no-known`` on both
-sides the stale tail is a REGRESSION on both, found and shrunk alike). Median of ``--repeats``, the two sides interleaved; the load average is printed
+sides the stale tail is a REGRESSION on both, found and shrunk alike; how long hypothesis shrinks it varies from
+run to run, so ``--patched`` compares the fixed head on both sides, where the whole profile runs and nothing
+shrinks). Median of ``--repeats``, the two sides interleaved; the load average is printed
 with every run.
 
     .venv/bin/python benchmarks/bench_fastdeploy_source.py --repeats 3 \
@@ -48,13 +50,17 @@ def main() -> None:
     parser.add_argument("--head", default="2d8338f9e4e6", choices=sorted(MODELS))
     parser.add_argument("--seed", type=int, default=0, help="one hypothesis seed for both sides (same states)")
     parser.add_argument("--max-examples", type=int, help="examples per property instead of the ci profile's (a shorter run)")
+    parser.add_argument("--patched", action="store_true",
+                        help="head side with the stale-tail fix (models: tail_reset; checkouts: HEAD+fixes/"
+                        "7367-stale-tail.patch): no failure to shrink, so both sides run the whole profile")
     args = parser.parse_args()
     # --no-known on both sides: the known-findings file names the models, so without it only the models' side would
     # count the stale tail as known and skip shrinking it; with it both sides find, shrink and report alike.
     extra = ["--seed", str(args.seed), "--no-known"] + ([] if args.max_examples is None else ["--max-examples", str(args.max_examples)])
+    patch = f"+{REPO / 'fixes' / '7367-stale-tail.patch'}" if args.patched else ""
     sides = {
-        "models": (MODELS[args.base], MODELS[args.head]),
-        "fastdeploy": (f"fastdeploy:{args.snapshots / args.base}", f"fastdeploy:{args.snapshots / args.head}"),
+        "models": (MODELS[args.base], "tail_reset" if args.patched else MODELS[args.head]),
+        "fastdeploy": (f"fastdeploy:{args.snapshots / args.base}", f"fastdeploy:{args.snapshots / args.head}{patch}"),
     }
     print(f"load before: {load()}  (cores: {os.cpu_count()})")
     runs: dict[str, list[tuple[float, int]]] = {label: [] for label in sides}
