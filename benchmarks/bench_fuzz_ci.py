@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,15 +33,17 @@ def run_once(tree: Path, profile: str, extra: list[str]) -> dict:
         env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
         load = os.getloadavg()[0]
         start = time.perf_counter()
+        # cwd is the tree: ``python -m`` puts the working directory first on sys.path, ahead of PYTHONPATH, so
+        # run from elsewhere every tree would time the code of the directory it was started in.
         with open(out, "w") as handle:
-            pid = os.posix_spawn(command[0], command, env, file_actions=[
-                (os.POSIX_SPAWN_DUP2, handle.fileno(), 1), (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)],
-                setsid=True)  # cwd stays; the example database is off in the ci profile
-            _, status, usage = os.wait4(pid, 0)
+            child = subprocess.Popen(command, cwd=tree.resolve(), env=env, stdout=handle, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)  # the example database is off in the ci profile
+            _, status, usage = os.wait4(child.pid, 0)
+            child.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - start
         result = json.loads(out.read_text())
     cpu = usage.ru_utime + usage.ru_stime
-    return {"wall": wall, "cpu": cpu, "states": result["examples"], "exit": os.waitstatus_to_exitcode(status),
+    return {"wall": wall, "cpu": cpu, "states": result["examples"], "exit": child.returncode,
             "missing": result["missing_scenarios"], "load": load,
             "per_property": {n: p["examples"] for n, p in result["properties"].items()}}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 
 from properties.examples import pinned_cases
 from properties.profiles import REQUIRED
-from properties.schedule_model import Scheduler
+from properties.schedule_model import BlockPool, Scheduler
 from properties.strategies import SWEEP_BLOCK_SIZES, cases
 
 # Parented on hypothesis' own defaults, so a profile another test loaded (phases, targeting) cannot change
@@ -77,6 +78,27 @@ def test_allocator_gives_each_request_unique_blocks_and_shares_only_full_prefix_
     assert not (own[0] & own[1]) and not (own[1] & own[2])
     sched.finish(0)
     assert set(sharer.blocks[:2]) & set(sched.pool._free) == set()  # still held by the sharer
+
+
+def test_block_pool_hands_out_what_a_min_heap_would() -> None:
+    """FastDeploy's allocator is a min-heap (heappop per block, heappush on release); the pool's sliced
+    form must give the same ids in the same order through any sequence of allocations and releases."""
+    rng = np.random.default_rng(7)
+    pool = BlockPool(300, np.random.default_rng(3))
+    heap = sorted(pool._free)
+    held: list[list[int]] = []
+    for _ in range(400):
+        if held and rng.random() < 0.4:
+            blocks = held.pop(int(rng.integers(len(held))))
+            pool.release(blocks)
+            for block in blocks:
+                heapq.heappush(heap, block)
+        else:
+            n = int(rng.integers(0, min(40, len(heap)) + 1))
+            got = pool.allocate(n)
+            assert got == [heapq.heappop(heap) for _ in range(n)]
+            held.append(got)
+    assert pool.free_count == len(heap)
 
 
 def test_strategies_draw_every_kind_of_runner_buffer() -> None:
