@@ -13,6 +13,7 @@ and ``hazards``: memory hazards the model observed (writes past a buffer).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -69,10 +70,17 @@ class Implementation:
 
     def new(self) -> StepFn:
         if inspect.isclass(self.target):
-            if self.builtin and self.num_layers is not None and "num_layers" in inspect.signature(self.target).parameters:
+            if self._passes_num_layers:
                 return self.target(num_layers=self.num_layers)
             return self.target()
         return self.target
+
+    @functools.cached_property
+    def _passes_num_layers(self) -> bool:
+        """Whether ``new()`` hands ``num_layers`` to the class: read once, since a fuzz run makes an instance
+        per state and ``inspect.signature`` cost about as much as a Paddle op."""
+        return self.builtin and self.num_layers is not None and \
+            "num_layers" in inspect.signature(self.target).parameters
 
 
 def names(backend: str = "paddle") -> list[str]:
