@@ -53,7 +53,7 @@ def _never() -> None:
 def test_a_fork_waits_for_the_detector_and_the_child_can_detect() -> None:
     detector = language.detector()
     detector.prepare()
-    held, done = threading.Event(), threading.Event()
+    held = threading.Event()
 
     def hold_the_lock() -> None:  # another thread in the middle of a detection when the fork is asked for
         with detector._lock:

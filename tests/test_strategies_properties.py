@@ -16,6 +16,7 @@ from properties.examples import pinned_cases
 from properties.profiles import REQUIRED
 from properties.schedule_model import BlockPool, Scheduler
 from properties.strategies import SWEEP_BLOCK_SIZES, cases
+from tests.support import requires_paddle
 
 # Parented on hypothesis' own defaults, so a profile another test loaded (phases, targeting) cannot change
 # which 300 examples are drawn: the reach assertions below depend on exactly these draws.
@@ -131,13 +132,13 @@ def test_strategies_draw_every_kind_of_runner_buffer() -> None:
     assert not wanted - set(seen), f"never drawn: {sorted(wanted - set(seen))}"
 
 
+@requires_paddle  # the machine runs the Paddle models
 def test_state_machine_starts_after_the_servers_start_up(tmp_path) -> None:
     """profile_run's dummy run, then the capture warm-up largest size first; the batch-1 warm-up leaves row r of
     single_step's buffer at slot r (blocks 0, 1, ...: the ones the min-heap allocator hands out first)."""
     from properties.collector import Collector  # noqa: PLC0415
     from properties.config import FuzzConfig  # noqa: PLC0415
     from properties.machine import build_machine  # noqa: PLC0415
-    from tests.support import requires_paddle  # noqa: PLC0415, F401 - the machine runs the Paddle models
     from validation.launch_padding import capture_sizes  # noqa: PLC0415
 
     config = FuzzConfig("oracle", "single_step", out_dir=tmp_path)
