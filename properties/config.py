@@ -58,6 +58,11 @@ class FuzzConfig:
     def candidate_impl(self) -> seam.Implementation:
         return seam.resolve(self.candidate, backend=self.backend, num_layers=self.layers, field_name="candidate")
 
+    def __getstate__(self) -> dict:
+        """Pickled as its specs: a worker started from a fork server resolves the sides itself (a plug-in file's
+        module exists only in the process that loaded it)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("baseline_impl", "candidate_impl")}
+
     def reproduce(self, path: Path | str) -> str:
         """The one-line command that replays a saved state through the same two sides."""
         backend = "" if self.backend == "paddle" else f" --backend {self.backend}"

@@ -29,7 +29,8 @@ from validation.compare import REGRESSION
 from validation.verdicts import Verdict
 from validation.errors import InputError
 from validation.options import PAD_CONTRACTS
-from validation.seam import observe
+from validation.impls.paddle_runtime import paddle
+from validation.seam import names as registry_names, observe
 from validation.state import BatchState
 
 Progress = Callable[[str], None]
@@ -132,16 +133,25 @@ def run_fuzz(baseline: str = "legacy", candidate: str = "single_step", *, profil
     deadline = None if time_budget is None else started + max(time_budget - REPORT_MARGIN_S, 0.5 * time_budget)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(selected)))
     if jobs == 1:
+        _require_a_working_baseline(_baseline_failure(config))
         collector = _run_properties(config, selected, options, stop_at_first_failure, progress, deadline)
     else:
-        _warm_up(config)
+        forked = _can_run_before_fork(config)
+        if forked:
+            _require_a_working_baseline(_baseline_failure(config))
         collector = Collector(config)
         shares = _balance(selected, jobs, profile)
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = [pool.submit(_run_properties, config, share, options, stop_at_first_failure, None, deadline)
+        # Anything that may touch CUDA starts its workers from a fresh fork server: a CUDA context this process
+        # already holds (a GPU test, the main job's states part) is unusable in a forked child.
+        context = multiprocessing.get_context("fork" if forked else "forkserver")
+        with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+            futures = [pool.submit(_run_worker, config, share, options, stop_at_first_failure, deadline)
                        for share in shares]
             for future in as_completed(futures):
                 part = future.result()
+                if isinstance(part, str):
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    _require_a_working_baseline(part)
                 collector.merge(part)
                 for stats in part.stats.values():
                     if progress:
@@ -199,13 +209,46 @@ def _run_properties(config: FuzzConfig, names: Sequence[str], options: dict[str,
     return collector
 
 
-def _warm_up(config: FuzzConfig) -> None:
-    """Run both sides once on a one-token state before forking: what they import and probe on first use
-    (Paddle, its indexing semantics) is then done once and shared by the workers, not once per worker."""
+def _run_worker(config: FuzzConfig, names: Sequence[str], options: dict[str, Any], stop_at_first_failure: bool,
+                deadline: float | None) -> Collector | str:
+    """One worker's share of the properties, or, when its baseline cannot run in it, why (a string: an
+    ``InputError`` does not survive the trip back through pickle)."""
+    return _baseline_failure(config, " in a worker process") or \
+        _run_properties(config, names, options, stop_at_first_failure, None, deadline)
+
+
+def _baseline_failure(config: FuzzConfig, where: str = "") -> str | None:
+    """Run both sides once on a one-token state; why the baseline cannot run, when it cannot.
+
+    Why: a baseline that fails on every state (a CUDA context made before the fork, unusable in the forked
+    workers; a broken plug-in) makes every state a crash of both sides: SHARED-BUGs, exit 0, nothing judged.
+    The candidate's failures stay findings. Run in the parent before forking, it also makes Paddle's import and
+    indexing probe happen once, shared by the workers."""
     inputs = BatchState.from_dict({"block_size": 1, "seq_lens_encoder": [1], "seq_lens_decoder": [0],
                                    "seq_lens_this_time": [1], "block_tables": [[0]]}).step_inputs()
-    for impl in (config.baseline_impl, config.candidate_impl):
-        observe(impl.new(), inputs, config.layers)
+    baseline = observe(config.baseline_impl.new(), inputs, config.layers)
+    if baseline.error is not None:
+        return (f"{config.baseline} fails on a one-token state{where} ({baseline.error}): nothing can be judged "
+                "against it")
+    observe(config.candidate_impl.new(), inputs, config.layers)
+    return None
+
+
+def _require_a_working_baseline(failure: str | None) -> None:
+    if failure is not None:
+        raise InputError("baseline", failure)
+
+
+def _can_run_before_fork(config: FuzzConfig) -> bool:
+    """Whether both sides may run in the parent and its workers be forked from it: only the built-in Paddle models
+    (and the oracle) on a Paddle built without CUDA. The cuda backend, a CUDA Paddle, a checkout's compiled
+    kernels or a plug-in may make a CUDA context, and one made before ``fork`` fails every call in the children
+    (measured on an H100: every state of ``fuzz --backend cuda`` became a crash of both sides); their workers
+    come from a fork server instead."""
+    builtins = registry_names("paddle")
+    if config.backend != "paddle" or config.baseline not in builtins or config.candidate not in builtins:
+        return False
+    return not paddle().is_compiled_with_cuda()
 
 
 def _balance(names: Sequence[str], jobs: int, profile: str) -> list[list[str]]:

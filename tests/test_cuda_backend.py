@@ -81,3 +81,15 @@ def test_gpu_fused_reports_the_minus_one_read_like_the_paddle_model() -> None:
     assert obs.layers[0]["attention"].tolist() == [133, 0]
     fixed = _cuda("tail_reset_fused", padded_num_tokens=2, batch_id_per_token=[0, -1], **TWO_DECODES)
     assert fixed.hazards == [] and fixed.layers[0]["attention"].tolist() == [133, -1]
+
+
+def test_fuzz_workers_judge_on_the_gpu(tmp_path) -> None:
+    """Forked workers on the cuda backend find what the Paddle models find (tests/test_fuzz_runner.py): a CUDA
+    context made in the parent before the fork once made every call in them fail, and the run passed."""
+    from properties.fuzz import run_fuzz  # noqa: PLC0415 - the property layer, only for this test
+
+    result = run_fuzz("legacy", "single_step", profile="dev", properties=["equivalence", "truth"], backend="cuda",
+                      out_dir=tmp_path, jobs=2)
+    scenarios = {(g.verdict, g.scenario) for g in result.groups}
+    assert ("SHARED-BUG", "phase:chunked") in scenarios and ("REGRESSION", "padding:capture") in scenarios
+    assert result.exit_code == 0
