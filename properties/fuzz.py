@@ -29,7 +29,7 @@ from validation.compare import REGRESSION
 from validation.verdicts import Verdict
 from validation.errors import InputError
 from validation.options import PAD_CONTRACTS
-from validation.impls.paddle_runtime import paddle
+from validation.impls.paddle_runtime import available as paddle_available, paddle
 from validation.seam import names as registry_names, observe
 from validation.state import BatchState
 
@@ -248,7 +248,7 @@ def _can_run_before_fork(config: FuzzConfig) -> bool:
     builtins = registry_names("paddle")
     if config.backend != "paddle" or config.baseline not in builtins or config.candidate not in builtins:
         return False
-    return not paddle().is_compiled_with_cuda()
+    return paddle_available() and not paddle().is_compiled_with_cuda()  # no Paddle: the oracle alone, fork-safe too
 
 
 def _balance(names: Sequence[str], jobs: int, profile: str) -> list[list[str]]:

@@ -84,8 +84,9 @@ def test_gpu_fused_reports_the_minus_one_read_like_the_paddle_model() -> None:
 
 
 def test_fuzz_workers_judge_on_the_gpu(tmp_path) -> None:
-    """Forked workers on the cuda backend find what the Paddle models find (tests/test_fuzz_runner.py): a CUDA
-    context made in the parent before the fork once made every call in them fail, and the run passed."""
+    """Workers on the cuda backend find what the Paddle models find (tests/test_fuzz_runner.py), even from a
+    process that already holds a CUDA context (earlier tests here): a context made before a plain fork once made
+    every call in the workers fail, and the run passed."""
     from properties.fuzz import run_fuzz  # noqa: PLC0415 - the property layer, only for this test
 
     result = run_fuzz("legacy", "single_step", profile="dev", properties=["equivalence", "truth"], backend="cuda",
