@@ -110,7 +110,8 @@ class Scheduler:
 
     Prefilling requests take ``min(remaining prompt, budget left)`` tokens (so the budget makes
     chunked prefill); decoding ones take ``1 + draft`` tokens; blocks are allocated on demand for
-    what a step writes, plus a random look-ahead, and -1 beyond.
+    what a step writes, plus a random look-ahead the pool can spare, and -1 beyond; a request whose
+    blocks the pool cannot give waits unscheduled (idle) for that step.
     """
 
     def __init__(self, rng: np.random.Generator, *, block_size: int, num_slots: int, budget: int,
@@ -192,30 +193,38 @@ class Scheduler:
                 continue
             dec[i] = req.cached
             if req.idle or left == 0:
-                phases.append("idle" if req.cached > 0 or req.prefilling else "empty")
-                if req.cached == 0:  # a request with nothing cached and nothing scheduled is an empty slot
-                    dec[i] = 0
+                phases.append(_unscheduled(req, dec, i))
                 continue
             if req.prefilling:
-                chunk = min(req.prompt_len - req.cached, left)
-                enc[i] = this[i] = chunk
+                want = min(req.prompt_len - req.cached, left)
                 if req.hit and req.cached == req.hit:
-                    phases.append("prefix_hit")
-                elif req.cached > 0 or chunk < req.prompt_len:
-                    phases.append("chunked")
+                    phase = "prefix_hit"
+                elif req.cached > 0 or want < req.prompt_len:
+                    phase = "chunked"
                 else:
-                    phases.append("prefill")
+                    phase = "prefill"
             else:
                 want = 1 + req.draft
                 if want > left:
                     phases.append("idle")
                     continue
-                this[i] = want
-                phases.append("mtp" if req.draft else "decode")
-            left -= int(this[i])
-            need = math.ceil((req.cached + int(this[i])) / bs) + lookahead - len(req.blocks)
-            if need > 0:
-                req.blocks += self.pool.allocate(min(need, self.pool.free_count) if lookahead else need)
+                phase = "mtp" if req.draft else "decode"
+            target = math.ceil((req.cached + want) / bs)  # blocks the step's writes need
+            short = max(0, target - len(req.blocks))
+            if short > self.pool.free_count:
+                # Out of blocks: the request waits unscheduled this step (inferred; an engine preempts or
+                # holds it, and the machine's preempt rule frees blocks). Never a table too short for its writes.
+                phases.append(_unscheduled(req, dec, i))
+                continue
+            this[i] = want
+            if req.prefilling:
+                enc[i] = want
+            phases.append(phase)
+            left -= want
+            # The look-ahead is a best effort: it takes only what the pool has left after the step's own blocks.
+            extra = max(0, min(target + lookahead - len(req.blocks) - short, self.pool.free_count - short))
+            if short + extra:
+                req.blocks += self.pool.allocate(short + extra)
         # A server's table has a fixed width of at least one block; never a zero-width table.
         width = max([len(r.blocks) for r in self.slots if r is not None] + [1]) + extra_width
         tables = np.full((n, width), -1, dtype=np.int32)
@@ -257,6 +266,14 @@ class Scheduler:
         for i in done:
             self.finish(i)
         return done
+
+
+def _unscheduled(req: Request, dec: np.ndarray, i: int) -> str:
+    """The phase of a request kept in its slot but not scheduled this step; one with nothing cached is an
+    empty slot to the runner (its ``seq_lens_decoder`` is zeroed)."""
+    if req.cached == 0:
+        dec[i] = 0
+    return "idle" if req.cached > 0 or req.prefilling else "empty"
 
 
 def pad_tokens(num_tokens: int, padding: str, overlap_extra: int, *, decode_only: bool,

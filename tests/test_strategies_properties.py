@@ -81,6 +81,32 @@ def test_allocator_gives_each_request_unique_blocks_and_shares_only_full_prefix_
     assert set(sharer.blocks[:2]) & set(sched.pool._free) == set()  # still held by the sharer
 
 
+def test_a_pool_short_of_a_steps_blocks_leaves_the_request_idle_not_a_table_too_short() -> None:
+    """The nightly's multi_step stopped on a state its own scheduler built: with a look-ahead, the allocation
+    was cut to what the pool had free, the step's own blocks included ("writes position 66 in logical block
+    66, past its table of 66 blocks"); without one, the pool raised. Either way a step must stay valid."""
+    for lookahead in (0, 1):
+        sched = Scheduler(np.random.default_rng(1), block_size=4, num_slots=3, budget=64, pool_blocks=4,
+                          fragmented=False)
+        first, second, third = sched.admit(0, 8), sched.admit(1, 10), sched.admit(2, 3)
+        step = sched.schedule(lookahead=lookahead)
+        step.state.validate()
+        # The first takes its 2 blocks (plus 1 look-ahead when asked); the second needs 3 of the 1-2 left and
+        # waits without spending the budget; the third's 1 block still fits.
+        assert step.phases == ("prefill", "idle", "prefill")
+        assert step.state.seq_lens_this_time.tolist() == [8, 0, 3]
+        assert len(first.blocks) == 2 + lookahead and second.blocks == [] and len(third.blocks) == 1
+        sched.commit(step)
+    # Full: a decode step that needs a new block it cannot get waits idle with its cache kept.
+    sched = Scheduler(np.random.default_rng(1), block_size=4, num_slots=1, budget=64, pool_blocks=1,
+                      fragmented=False)
+    req = sched.admit(0, 4)
+    sched.commit(sched.schedule(lookahead=1))
+    step = sched.schedule(lookahead=1)
+    step.state.validate()
+    assert step.phases == ("idle",) and step.state.seq_lens_decoder.tolist() == [4] and req.cached == 4
+
+
 def test_block_pool_hands_out_what_a_min_heap_would() -> None:
     """FastDeploy's allocator is a min-heap (heappop per block, heappush on release); the pool's sliced
     form must give the same ids in the same order through any sequence of allocations and releases."""
