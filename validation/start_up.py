@@ -57,7 +57,11 @@ def start_up_steps(rows: list[list[int] | None], *, block_size: int, budget: int
         tables = [(r or []) + [-1] * (width - len(r or [])) for r in rows]
         live = [b < batch for b in range(n)]
         prefill = [length if on else 0 for on in live]
-        decode = [num_speculative_tokens + 1 if on else 0 for on in live]
+        # The dummy table has ENC_DEC_BLOCK_NUM spare blocks past the prompt. At block size 1 (or 2) under MTP
+        # that is less than the k + 1 tokens a decode writes; FastDeploy's kernels would then write past the
+        # row, which no valid state can show, so the model decodes only what the table holds [inferred].
+        step = min(num_speculative_tokens + 1, block_num * block_size - length)
+        decode = [step if on else 0 for on in live]
         for enc, dec, this in ((prefill, [0] * n, prefill), ([0] * n, prefill, decode)):
             yield BatchState.from_dict({
                 "seq_lens_encoder": enc, "seq_lens_decoder": dec, "seq_lens_this_time": this,
