@@ -49,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help=f"which properties to run (default: all of {','.join(profiles.PROPERTIES)})")
     fuzz.add_argument("--max-examples", type=positive_int, metavar="N", help="examples per property, overriding the profile")
     fuzz.add_argument("--time-budget", metavar="DURATION",
-                      help="end on time (e.g. 90s, 45m, 1h) with a complete report; properties share the time by cost")
+                      help="end on time (e.g. 90s, 45m, 1h) with a complete report; properties share the time by cost, "
+                           "and time the example budgets leave goes to required scenarios still missing")
     fuzz.add_argument("--seed", type=int, help="fixed hypothesis seed (instead of the profile's)")
     fuzz.add_argument("--strict", action="store_true", help="exit 1 on any finding, not only a REGRESSION")
     fuzz.add_argument("--no-known", action="store_true",
@@ -117,8 +118,11 @@ def render(result: FuzzResult) -> str:
     for name, stats in result.properties.items():
         if not stats.failed:
             continue
-        lines.append(f"FAILED {name} after {stats.examples_to_failure} examples "
-                     f"({(stats.seconds_to_failure or 0):.1f}s){': ' + stats.error if stats.error else ''}")
+        if stats.examples_to_failure is None:  # an error, not a failing example, ended it
+            lines.append(f"FAILED {name} with an error after {stats.examples} examples: {stats.error}")
+        else:
+            lines.append(f"FAILED {name} after {stats.examples_to_failure} examples "
+                         f"({(stats.seconds_to_failure or 0):.1f}s){': ' + stats.error if stats.error else ''}")
         if stats.cut_short:
             lines.append("  shrinking was cut short by the time budget: the smallest failing state found so far")
         if stats.counterexample is not None:
@@ -146,6 +150,11 @@ def _coverage(result: FuzzResult) -> list[str]:
         held = sorted(t for t in wanted if tags.get(t))
         lines.append(f"  block size {block_size}: {len(held)}/{len(wanted)} "
                      f"required scenarios reached, {len(tags)} scenarios in all")
+    if result.top_ups:  # each round's details are in --json's top_up_rounds
+        rounds = result.top_ups
+        lines.append(f"  the time budget's unused time: {len(rounds)} top-up round(s), seeds {rounds[0]['seed']}-"
+                     f"{rounds[-1]['seed']}, {sum(r['states'] for r in rounds)} states at the block sizes still "
+                     f"missing a required scenario; the first round was for: {', '.join(rounds[0]['missing_before'])}")
     return lines
 
 

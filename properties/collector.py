@@ -60,6 +60,21 @@ class PropertyStats:
     cut_short: bool = False  # ended by the time budget before its example budget
     started: float = field(default_factory=time.perf_counter, repr=False)
 
+    def absorb(self, later: PropertyStats) -> None:
+        """Add a later round of the same property (a time budget's top-up round) to this one."""
+        if not self.failed and later.failed:
+            for name in ("examples_to_failure", "counterexample", "report", "path", "error"):
+                setattr(self, name, getattr(later, name))
+            if later.examples_to_failure is not None:
+                self.examples_to_failure = self.examples + later.examples_to_failure
+            self.seconds_to_failure = None if later.seconds_to_failure is None else \
+                self.seconds + later.seconds_to_failure
+        self.failed |= later.failed
+        self.cut_short |= later.cut_short
+        self.examples += later.examples
+        self.seconds += later.seconds
+        self.by_block_size.update(later.by_block_size)
+
 
 def size(case: Case) -> tuple[int, int]:
     """How big a case is to a reader: tokens, requests and table cells of every step, then steps."""
@@ -163,8 +178,12 @@ class Collector:
         stats.path = write_json(self.config.out_dir / f"{stats.name}.json", stats.counterexample)
 
     def merge(self, other: Collector) -> None:
-        """Fold in what a worker process collected (its properties, scenarios and groups)."""
-        self.stats.update(other.stats)
+        """Fold in what a worker process or a later round collected (its properties, scenarios and groups)."""
+        for name, theirs in other.stats.items():
+            if name in self.stats:
+                self.stats[name].absorb(theirs)
+            else:
+                self.stats[name] = theirs
         self.reached.update(other.reached)
         for block_size, tags in other.reached_by_size.items():
             self.reached_by_size.setdefault(block_size, Counter()).update(tags)

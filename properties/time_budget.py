@@ -19,6 +19,9 @@ from validation.errors import InputError
 
 # Kept back from the budget for the parent's work after the properties: merging, finding files, report.
 REPORT_MARGIN_S = 5.0
+# Time left below which no top-up round starts (``fuzz._top_up``): a round's start-up (workers, Paddle, the
+# pinned examples) takes seconds, and a round cut at once would reach nothing.
+MIN_TOP_UP_S = 15.0
 
 
 class BudgetSpent(KeyboardInterrupt):

@@ -80,3 +80,26 @@ def test_a_killed_run_keeps_its_counterexample(tmp_path: Path) -> None:
                             "oracle", "--candidate", "single_step"], cwd=tmp_path, env=env, capture_output=True,
                            text=True, timeout=300)
     assert check.returncode == 1, check.stdout + check.stderr
+
+
+@requires_paddle
+def test_unused_budget_tops_up_the_scenarios_still_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The nightly's example budgets ended after 2 of its 60 minutes with batch:over_launch_limit missed at six
+    block sizes. With example budgets far too small to reach every scenario, the time left must go to rounds
+    at the block sizes still missing something, until nothing is missing."""
+    from properties import profiles  # noqa: PLC0415
+
+    tiny = {"equivalence": 16, "truth": 16, "invariants": 8, "determinism": 8, profiles.MACHINE: 2}
+    monkeypatch.setitem(profiles.BUDGETS, "ci", tiny)
+    budget = 120.0
+    result = run_fuzz("legacy", "single_step", profile="ci", block_sizes=(16, 64), jobs=1, out_dir=tmp_path,
+                      time_budget=budget)
+    assert result.top_ups, "the first round reached everything: the budgets are not tiny enough to test top-ups"
+    assert result.missing == [] and result.exit_code == 0, result.missing
+    assert result.seconds < budget + 5
+    first = result.top_ups[0]
+    assert first["seed"] == 1 and set(first["block_sizes"]) <= {16, 64} and first["missing_before"]
+    for stats in result.properties.values():
+        assert stats.examples == sum(stats.by_block_size.values())
+    assert result.properties["equivalence"].examples > tiny["equivalence"]  # the rounds' states are counted
+    assert result.to_dict()["top_up_rounds"] == result.top_ups
