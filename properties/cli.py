@@ -145,15 +145,17 @@ def _coverage(result: FuzzResult) -> list[str]:
         sizes = ", ".join(f"{bs}: {n}" for bs, n in sorted(stats.by_block_size.items()))
         cut = " (cut short by the time budget)" if stats.cut_short else ""
         lines.append(f"  {name}: {stats.examples} ({sizes}){cut}")
-    for block_size, tags in result.reached_by_size.items():
+    for block_size in result.config.block_sizes:  # the pinned SPEC examples' own block sizes are not required
+        tags = result.reached_by_size.get(block_size, {})
         wanted = profiles.required_at(result.profile, block_size)
         held = sorted(t for t in wanted if tags.get(t))
         lines.append(f"  block size {block_size}: {len(held)}/{len(wanted)} "
                      f"required scenarios reached, {len(tags)} scenarios in all")
     if result.top_ups:  # each round's details are in --json's top_up_rounds
         rounds = result.top_ups
-        lines.append(f"  the time budget's unused time: {len(rounds)} top-up round(s), seeds {rounds[0]['seed']}-"
-                     f"{rounds[-1]['seed']}, {sum(r['states'] for r in rounds)} states at the block sizes still "
+        seeds = str(rounds[0]["seed"]) + (f"-{rounds[-1]['seed']}" if len(rounds) > 1 else "")
+        lines.append(f"  the time budget's unused time: {len(rounds)} top-up round(s), seed {seeds}, "
+                     f"{sum(r['states'] for r in rounds)} states at the block sizes still "
                      f"missing a required scenario; the first round was for: {', '.join(rounds[0]['missing_before'])}")
     return lines
 
