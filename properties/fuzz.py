@@ -11,6 +11,7 @@ import dataclasses
 import multiprocessing
 import os
 import secrets
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -157,6 +158,10 @@ def _run_round(config: FuzzConfig, names: Sequence[str], options: dict[str, Any]
         _require_a_working_baseline(_baseline_failure(config))
         return _run_properties(config, names, options, stop_at_first_failure, progress, deadline)
     forked = _can_run_before_fork(config)
+    if not forked and not _main_can_be_reimported():
+        if progress:
+            progress("workers cannot start from a __main__ read from stdin: the properties run in this process")
+        return _run_round(config, names, options, 1, stop_at_first_failure, progress, deadline)
     if forked:
         _require_a_working_baseline(_baseline_failure(config))
     collector = Collector(config)
@@ -293,6 +298,19 @@ def _baseline_failure(config: FuzzConfig, where: str = "") -> str | None:
 def _require_a_working_baseline(failure: str | None) -> None:
     if failure is not None:
         raise InputError("baseline", failure)
+
+
+def _main_can_be_reimported() -> bool:
+    """Whether fork-server workers can start: each re-imports the parent's ``__main__`` from its name or its file
+    (``multiprocessing.spawn.get_preparation_data``). A script read from stdin (``python - <<EOF``, seen on the
+    H100) has ``__file__ == "<stdin>"``, which names no file, and every worker died before it ran a property."""
+    main = sys.modules.get("__main__")
+    if getattr(main, "__spec__", None) is not None:
+        return True
+    path = getattr(main, "__file__", None)
+    if path is None:
+        return True
+    return os.path.isfile(os.path.join(multiprocessing.process.ORIGINAL_DIR or os.getcwd(), path))
 
 
 def _can_run_before_fork(config: FuzzConfig) -> bool:

@@ -9,13 +9,16 @@ fails after a fork stands in for that here, on any machine.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from properties.config import FuzzConfig
 from properties.fuzz import _can_run_before_fork, run_fuzz
-from tests.support import requires_paddle
+from tests.support import ROOT, requires_paddle
 from validation.errors import InputError
 
 PLUGIN = '''
@@ -86,3 +89,16 @@ def test_only_cpu_paddle_builtins_run_before_the_fork(plugin: Path) -> None:
 def test_cpu_paddle_builtins_do_run_before_the_fork() -> None:
     assert _can_run_before_fork(FuzzConfig("legacy", "single_step"))
     assert _can_run_before_fork(FuzzConfig("oracle", "tail_reset"))
+
+
+def test_a_script_read_from_stdin_is_fuzzed_in_one_process(plugin: Path, tmp_path: Path) -> None:
+    """Fork-server workers re-import the parent's ``__main__``; from ``python - <<EOF`` (``__file__ == "<stdin>"``)
+    every worker died and the run ended in a BrokenProcessPool traceback (seen on the H100, gpu_run.sh step 4)."""
+    script = (f"from properties.fuzz import run_fuzz\n"
+              f"r = run_fuzz({str(plugin) + ':FailsAfterFork'!r}, 'oracle', profile='dev', "
+              f"properties=['equivalence', 'truth'], max_examples=4, out_dir={str(tmp_path / 'out')!r}, jobs=2)\n"
+              f"print('exit', r.exit_code, sorted(n for n, s in r.properties.items() if s.examples > 0))\n")
+    done = subprocess.run([sys.executable, "-"], input=script, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "exit 0 ['equivalence', 'truth']"
