@@ -98,8 +98,31 @@ def test_unused_budget_tops_up_the_scenarios_still_missing(monkeypatch: pytest.M
     assert result.missing == [] and result.exit_code == 0, result.missing
     assert result.seconds < budget + 5
     first = result.top_ups[0]
-    assert first["seed"] == 1 and set(first["block_sizes"]) <= {16, 64} and first["missing_before"]
+    assert first["seed"] == 1 and first["missing_before"]
+    for top_up in result.top_ups:  # each round draws only at the block sizes that were still missing something
+        assert top_up["block_sizes"] == sorted({int(m.rsplit(" ", 1)[1]) for m in top_up["missing_before"]})
     for stats in result.properties.values():
         assert stats.examples == sum(stats.by_block_size.values())
     assert result.properties["equivalence"].examples > tiny["equivalence"]  # the rounds' states are counted
     assert result.to_dict()["top_up_rounds"] == result.top_ups
+
+
+def test_a_later_round_adds_to_a_property_and_keeps_its_first_failure() -> None:
+    """Merging a top-up round (``Collector.merge`` -> ``PropertyStats.absorb``): counts add up, and a failure
+    found only in the later round is reported at its place in the whole run, not in the round."""
+    from collections import Counter  # noqa: PLC0415
+
+    from properties.collector import PropertyStats  # noqa: PLC0415
+
+    first = PropertyStats("truth", examples=100, seconds=2.0, by_block_size=Counter({16: 60, 64: 40}))
+    later = PropertyStats("truth", examples=30, seconds=1.0, failed=True, examples_to_failure=7,
+                          seconds_to_failure=0.5, error=None, counterexample={"state": {}},
+                          by_block_size=Counter({16: 30}))
+    first.absorb(later)
+    assert (first.examples, first.seconds, first.failed) == (130, 3.0, True)
+    assert first.by_block_size == Counter({16: 90, 64: 40})
+    assert (first.examples_to_failure, first.seconds_to_failure) == (107, 2.5)
+    assert first.counterexample == {"state": {}}
+    again = PropertyStats("truth", examples=5, failed=True, examples_to_failure=1, counterexample={"state": "2nd"})
+    first.absorb(again)  # a second failure does not replace the first one's counterexample or place
+    assert first.examples_to_failure == 107 and first.counterexample == {"state": {}} and first.examples == 135

@@ -82,9 +82,9 @@ def test_allocator_gives_each_request_unique_blocks_and_shares_only_full_prefix_
 
 
 def test_a_pool_short_of_a_steps_blocks_leaves_the_request_idle_not_a_table_too_short() -> None:
-    """The nightly's multi_step stopped on a state its own scheduler built: with a look-ahead, the allocation
-    was cut to what the pool had free, the step's own blocks included ("writes position 66 in logical block
-    66, past its table of 66 blocks"); without one, the pool raised. Either way a step must stay valid."""
+    """Found while chasing the nightly's multi_step failure (whose cause was the start-up model, tests/test_start_up.py):
+    with a look-ahead, the allocation was cut to what the pool had free, the step's own blocks included, giving a
+    table too short for the step's writes; without one, the pool raised. Either way a step must stay valid."""
     for lookahead in (0, 1):
         sched = Scheduler(np.random.default_rng(1), block_size=4, num_slots=3, budget=64, pool_blocks=4,
                           fragmented=False)
