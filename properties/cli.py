@@ -52,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="end on time (e.g. 90s, 45m, 1h) with a complete report; properties share the time by cost, "
                            "and time the example budgets leave goes to required scenarios still missing")
     fuzz.add_argument("--seed", type=int, help="fixed hypothesis seed (instead of the profile's)")
+    fuzz.add_argument("--jobs", type=positive_int, metavar="N",
+                      help="worker processes sharing the properties (default: one per CPU); 1 runs them in this "
+                           "process, where a crash in the code under test ends the run")
     fuzz.add_argument("--strict", action="store_true", help="exit 1 on any finding, not only a REGRESSION")
     fuzz.add_argument("--no-known", action="store_true",
                       help="fail on findings recorded in fixtures/known_findings.json too (they are always reported)")
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend, layers=args.layers, strict=args.strict,
         properties=[p.strip() for p in args.properties.split(",") if p.strip()],
         progress=progress, max_examples=args.max_examples, seed=args.seed, out_dir=args.out, use_known=not args.no_known,
-        pad_contract=args.pad_contract, pre_serving=args.pre_serving,
+        pad_contract=args.pad_contract, pre_serving=args.pre_serving, jobs=args.jobs,
         time_budget=None if args.time_budget is None else parse_duration(args.time_budget))
     if args.save_regressions:
         save_regressions(result)
@@ -119,7 +122,9 @@ def render(result: FuzzResult) -> str:
         if not stats.failed:
             continue
         if stats.examples_to_failure is None:  # an error, not a failing example, ended it
-            lines.append(f"FAILED {name} with an error after {stats.examples} examples: {stats.error}")
+            # A dead worker's last property comes back with no statistics: how far it got is unknown, not 0.
+            after = f" after {stats.examples} examples" if stats.examples else ""
+            lines.append(f"FAILED {name} with an error{after}: {stats.error}")
         else:
             lines.append(f"FAILED {name} after {stats.examples_to_failure} examples "
                          f"({(stats.seconds_to_failure or 0):.1f}s){': ' + stats.error if stats.error else ''}")

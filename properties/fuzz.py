@@ -8,13 +8,13 @@ property, whether and how fast the mutant was caught, plus the minimal counterex
 from __future__ import annotations
 
 import dataclasses
+import functools
 import multiprocessing
 import os
 import secrets
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from properties.collector import Collector, Group, PropertyStats
 from properties.config import DEFAULT_OUT, PROPERTY_LAYERS, FuzzConfig
 from properties.strategies import DEFAULT_BLOCK_SIZES, SWEEP_BLOCK_SIZES
 from properties.suite import build_property
+from properties.workers import run_shares
 from properties.time_budget import MIN_TOP_UP_S, REPORT_MARGIN_S, BudgetSpent, slice_end
 from validation.compare import REGRESSION
 from validation.verdicts import Verdict
@@ -164,24 +165,16 @@ def _run_round(config: FuzzConfig, names: Sequence[str], options: dict[str, Any]
         return _run_round(config, names, options, 1, stop_at_first_failure, progress, deadline)
     if forked:
         _require_a_working_baseline(_baseline_failure(config))
-    collector = Collector(config)
     shares = _balance(names, jobs, options["profile"])
     # Anything that may touch CUDA starts its workers from a fresh fork server: a CUDA context this process
     # already holds (a GPU test, the main job's states part) is unusable in a forked child.
     context = multiprocessing.get_context("fork" if forked else "forkserver")
-    with ProcessPoolExecutor(len(shares), mp_context=context) as pool:
-        futures = [pool.submit(_run_worker, config, share, options, stop_at_first_failure, deadline)
-                   for share in shares]
-        for future in as_completed(futures):
-            part = future.result()
-            if isinstance(part, str):
-                pool.shutdown(wait=False, cancel_futures=True)
-                _require_a_working_baseline(part)
-            collector.merge(part)
-            for stats in part.stats.values():
-                if progress:
-                    progress(_progress_line(stats))
-    return collector
+    target = functools.partial(_run_worker, options=options, stop_at_first_failure=stop_at_first_failure,
+                               deadline=deadline)
+    outcome = run_shares(context, config, shares, target,
+                         on_property=(lambda stats: progress(_progress_line(stats))) if progress else None)
+    _require_a_working_baseline(outcome.baseline_failure)
+    return outcome.collector
 
 
 def _top_up(collector: Collector, config: FuzzConfig, options: dict[str, Any], jobs: int,
@@ -239,8 +232,10 @@ def _missing(collector: Collector, profile: str, sizes: Sequence[int]) -> list[s
 
 
 def _run_properties(config: FuzzConfig, names: Sequence[str], options: dict[str, Any], stop_at_first_failure: bool,
-                    progress: Progress | None, deadline: float | None = None) -> Collector:
-    """Run some properties in this process, one collector for all of them (each in its time slice)."""
+                    progress: Progress | None, deadline: float | None = None,
+                    send: Callable[[tuple[str, Any]], None] | None = None) -> Collector:
+    """Run some properties in this process, one collector for all of them (each in its time slice). ``send``
+    (a worker's pipe) gets ``("start", name)`` before each property and the whole collector after it."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     collector = Collector(config)
     for i, name in enumerate(names):
@@ -249,6 +244,8 @@ def _run_properties(config: FuzzConfig, names: Sequence[str], options: dict[str,
         if deadline is not None:
             collector.deadline = slice_end(time.perf_counter(), deadline, name, names[i + 1:], options["profile"])
         held: list[object] = []
+        if send:
+            send(("start", name))
         try:
             with with_reporter(held.append):
                 test()
@@ -263,6 +260,8 @@ def _run_properties(config: FuzzConfig, names: Sequence[str], options: dict[str,
         for message in held:
             reporting.default(message)
         collector.stop(name)
+        if send:
+            send(("done", collector))
         if progress:
             progress(_progress_line(stats))
         if stats.failed and stop_at_first_failure:
@@ -270,12 +269,14 @@ def _run_properties(config: FuzzConfig, names: Sequence[str], options: dict[str,
     return collector
 
 
-def _run_worker(config: FuzzConfig, names: Sequence[str], options: dict[str, Any], stop_at_first_failure: bool,
-                deadline: float | None) -> Collector | str:
-    """One worker's share of the properties, or, when its baseline cannot run in it, why (a string: an
-    ``InputError`` does not survive the trip back through pickle)."""
-    return _baseline_failure(config, " in a worker process") or \
-        _run_properties(config, names, options, stop_at_first_failure, None, deadline)
+def _run_worker(config: FuzzConfig, names: Sequence[str], send: Callable[[tuple[str, Any]], None], *,
+                options: dict[str, Any], stop_at_first_failure: bool, deadline: float | None) -> str | None:
+    """One worker's share of the properties, reported through ``send`` as it goes (``workers.run_shares``); when
+    its baseline cannot run in it, why (a string: an ``InputError`` does not survive the trip through pickle)."""
+    failure = _baseline_failure(config, " in a worker process")
+    if failure is None:
+        _run_properties(config, names, options, stop_at_first_failure, None, deadline, send)
+    return failure
 
 
 def _baseline_failure(config: FuzzConfig, where: str = "") -> str | None:

@@ -9,15 +9,20 @@ fails after a fork stands in for that here, on any machine.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from properties.collector import Collector
 from properties.config import FuzzConfig
 from properties.fuzz import _can_run_before_fork, run_fuzz
+from properties.workers import run_shares
 from tests.support import ROOT, requires_paddle
 from validation.errors import InputError
 
@@ -102,3 +107,89 @@ def test_a_script_read_from_stdin_is_fuzzed_in_one_process(plugin: Path, tmp_pat
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "exit 0 ['equivalence', 'truth']"
+
+
+SEGFAULTS = '''
+import os
+from validation.oracle import Oracle
+
+
+class SegfaultsOnBigBatches(Oracle):
+    """The truth, until a batch of more than three requests: then its process dies of SIGSEGV, as a plug-in
+    kernel that reads out of bounds does."""
+
+    def __call__(self, inputs):
+        if len(inputs["seq_lens_this_time"]) > 3:
+            os.kill(os.getpid(), 11)
+        return super().__call__(inputs)
+'''
+
+
+def _finishes_one_then_dies(config: FuzzConfig, share: list[str], send) -> None:
+    """A worker that ends its first property (5 examples) and dies of SIGSEGV in its second."""
+    collector = Collector(config)
+    send(("start", share[0]))
+    collector.start(share[0]).examples = 5
+    send(("done", collector))
+    send(("start", share[1]))
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def _finishes(config: FuzzConfig, share: list[str], send) -> None:
+    collector = Collector(config)
+    for name in share:
+        send(("start", name))
+        collector.start(name).examples = 7
+        send(("done", collector))
+
+
+def _broken_baseline(config: FuzzConfig, share: list[str], send) -> str:
+    return "oracle fails on a one-token state in a worker process (RuntimeError: no device)"
+
+
+def _hangs(config: FuzzConfig, share: list[str], send) -> None:
+    send(("start", share[0]))
+    time.sleep(600)
+
+
+def test_a_dead_worker_costs_only_the_property_it_was_running() -> None:
+    """Before: a worker that died broke the whole ``ProcessPoolExecutor``: every worker's results were lost and
+    the run ended in a BrokenProcessPool traceback."""
+    context = multiprocessing.get_context("fork")
+    config = FuzzConfig("oracle", "oracle")
+    seen: list[str] = []
+    outcome = run_shares(context, config, [["truth", "invariants", "determinism"], ["equivalence"]],
+                         lambda c, share, send: (_finishes_one_then_dies if share[0] == "truth" else _finishes)(
+                             c, share, send), on_property=lambda stats: seen.append(stats.name))
+    stats = outcome.collector.stats
+    assert outcome.baseline_failure is None
+    assert (stats["truth"].examples, stats["truth"].failed) == (5, False)  # ended before the crash: kept
+    assert (stats["equivalence"].examples, stats["equivalence"].failed) == (7, False)  # the other worker: untouched
+    assert stats["invariants"].failed and stats["invariants"].error == (
+        "its worker process was killed by SIGSEGV while running it (a crash in the code under test; the findings "
+        "it wrote are kept)")
+    assert stats["determinism"].failed and stats["determinism"].error == (
+        "not run: its worker process was killed by SIGSEGV before it started")
+    assert sorted(seen) == ["determinism", "equivalence", "invariants", "truth"]
+
+
+def test_a_baseline_broken_in_one_worker_stops_the_others_at_once() -> None:
+    context = multiprocessing.get_context("fork")
+    started = time.perf_counter()
+    outcome = run_shares(context, FuzzConfig("oracle", "oracle"), [["truth"], ["equivalence"]],
+                         lambda c, share, send: (_broken_baseline if share[0] == "truth" else _hangs)(c, share, send))
+    assert outcome.baseline_failure.startswith("oracle fails on a one-token state in a worker process")
+    assert time.perf_counter() - started < 60  # the hanging worker was stopped, not waited for (600 s)
+
+
+def test_a_plug_in_that_segfaults_fails_the_run_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "segfaults.py").write_text(SEGFAULTS)
+    done = subprocess.run(
+        [sys.executable, "-m", "validation.cli", "fuzz", "--baseline", "oracle", "--candidate",
+         f"{tmp_path / 'segfaults.py'}:SegfaultsOnBigBatches", "--profile", "dev", "--max-examples", "20",
+         "--properties", "equivalence,truth", "--jobs", "2", "--out", str(tmp_path / "out")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and "BrokenProcessPool" not in done.stderr + done.stdout
+    assert "FAILED equivalence with an error: its worker process was killed by SIGSEGV while running it" in done.stdout
+    assert "FAILED truth with an error: its worker process was killed by SIGSEGV while running it" in done.stdout

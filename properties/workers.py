@@ -1,0 +1,138 @@
+"""The fuzzer's worker processes: each runs a share of the properties and reports after every property, so a
+worker that dies (a plug-in or kernel that segfaults, ``os._exit``, the OOM killer) costs only what it was doing.
+
+Why not ``ProcessPoolExecutor``: when one of its workers dies it breaks the whole pool, every other worker's
+results are lost and the run ends in a ``BrokenProcessPool`` traceback. Here each worker is a process of its own
+with a pipe back: it sends ``("start", name)`` before a property and its cumulative collector after it, so the
+parent keeps the properties a dead worker finished, charges the crash to the property it was running (a failed
+property: exit 1, a one-line reason in the report), and the other workers finish untouched. A worker whose
+baseline cannot run sends why, and the parent stops every worker at once instead of waiting for them.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.context import BaseContext
+from typing import Any
+
+from properties.collector import Collector, PropertyStats
+from properties.config import FuzzConfig
+
+# What a worker runs: (config, its share of the property names, send) -> why its baseline cannot run, or None.
+Share = Callable[[FuzzConfig, Sequence[str], Callable[[tuple[str, Any]], None]], "str | None"]
+
+
+@dataclass
+class Outcome:
+    """What every worker delivered: the merged collector, or why a baseline could not run."""
+
+    collector: Collector
+    baseline_failure: str | None = None
+
+
+def run_shares(context: BaseContext, config: FuzzConfig, shares: Sequence[Sequence[str]], target: Share,
+               on_property: Callable[[PropertyStats], None] | None = None) -> Outcome:
+    """Run ``target`` once per share, each in its own process of ``context``; gather what they report."""
+    workers = [_Worker(context, config, share, target) for share in shares]
+    outcome = Outcome(Collector(config))
+    try:
+        live = {w.receiver: w for w in workers}
+        while live:
+            for receiver in wait(list(live)):
+                worker = live[receiver]
+                message = worker.receive()
+                if message is None:  # the pipe closed: the worker has ended, normally or not
+                    del live[receiver]
+                    for stats in worker.finish(config, outcome):
+                        if on_property:
+                            on_property(stats)
+                    continue
+                kind, payload = message
+                if kind == "baseline":
+                    outcome.baseline_failure = payload
+                    return outcome  # the finally stops the others: nothing can be judged against this baseline
+                if kind == "start":
+                    worker.running = payload
+                elif kind == "done":
+                    worker.collector, name, worker.running = payload, worker.running, None
+                    if on_property and name in payload.stats:
+                        on_property(payload.stats[name])
+                elif kind == "error":
+                    worker.error = payload
+    finally:
+        for worker in workers:
+            worker.stop()
+    return outcome
+
+
+class _Worker:
+    """One worker process and the parent's view of it: the property it is running, its latest collector."""
+
+    def __init__(self, context: BaseContext, config: FuzzConfig, share: Sequence[str], target: Share) -> None:
+        self.share = list(share)
+        self.running: str | None = None
+        self.collector: Collector | None = None
+        self.error: str | None = None
+        self.receiver, sender = context.Pipe(duplex=False)
+        self.process = context.Process(target=_serve, args=(sender, config, self.share, target))
+        self.process.start()
+        sender.close()  # the child holds the only writer: its exit closes the pipe
+
+    def receive(self) -> tuple[str, Any] | None:
+        try:
+            return self.receiver.recv()
+        except (EOFError, OSError):
+            return None
+
+    def finish(self, config: FuzzConfig, outcome: Outcome) -> list[PropertyStats]:
+        """Fold in what the worker delivered; charge a death or an error to the property it was running, and
+        mark the share's properties it never reached as failed, not run (a run that lost them must not pass)."""
+        self.process.join()
+        collector = self.collector or Collector(config)
+        death = f"its worker process {_death(self.process.exitcode)}"
+        lost = []
+        for name in self.share:
+            if name in collector.stats:  # the latest snapshot holds exactly the properties that ended
+                continue
+            stats = collector.start(name)
+            stats.failed = True
+            if name != self.running:
+                stats.error = f"not run: {self.error or death} before it started"
+            else:
+                stats.error = self.error or f"{death} while running it (a crash in the code under test; the " \
+                    "findings it wrote are kept)"
+            lost.append(stats)
+        outcome.collector.merge(collector)
+        return lost
+
+    def stop(self) -> None:
+        """SIGKILL, not SIGTERM: Paddle installs its own SIGTERM handler, and a worker forked from a process
+        that had loaded Paddle hung in it (seen in the test suite). What a worker wrote is on disk, atomically."""
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join()
+        self.receiver.close()
+
+
+def _death(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"was killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"was killed by signal {-exitcode}"
+    return f"exited with status {exitcode}"
+
+
+def _serve(sender: Connection, config: FuzzConfig, share: list[str], target: Share) -> None:
+    """The worker's main: run the share, send its events; an exception is sent as one line, not a traceback."""
+    try:
+        failure = target(config, share, sender.send)
+        if failure is not None:
+            sender.send(("baseline", failure))
+    except Exception as exc:  # noqa: BLE001 - whatever escapes a property run becomes that property's error
+        sender.send(("error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
+    finally:
+        sender.close()
