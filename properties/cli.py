@@ -51,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     fuzz.add_argument("--time-budget", metavar="DURATION",
                       help="end on time (e.g. 90s, 45m, 1h) with a complete report; properties share the time by cost, "
                            "and time the example budgets leave goes to required scenarios still missing")
+    fuzz.add_argument("--fill-budget", action="store_true",
+                      help="with --time-budget: keep fuzzing until it is spent (once every required scenario is "
+                           "reached, rounds of every property at every block size, each with a new seed)")
     fuzz.add_argument("--seed", type=int, help="fixed hypothesis seed (instead of the profile's)")
     fuzz.add_argument("--jobs", type=positive_int, metavar="N",
                       help="worker processes sharing the properties (default: one per CPU); 1 runs them in this "
@@ -81,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         properties=[p.strip() for p in args.properties.split(",") if p.strip()],
         progress=progress, max_examples=args.max_examples, seed=args.seed, out_dir=args.out, use_known=not args.no_known,
         pad_contract=args.pad_contract, pre_serving=args.pre_serving, jobs=args.jobs,
-        time_budget=None if args.time_budget is None else parse_duration(args.time_budget))
+        time_budget=None if args.time_budget is None else parse_duration(args.time_budget),
+        fill_budget=args.fill_budget)
     if args.save_regressions:
         save_regressions(result)
     print(json.dumps(result.to_dict()) if args.json else render(result))
@@ -156,13 +160,20 @@ def _coverage(result: FuzzResult) -> list[str]:
         held = sorted(t for t in wanted if tags.get(t))
         lines.append(f"  block size {block_size}: {len(held)}/{len(wanted)} "
                      f"required scenarios reached, {len(tags)} scenarios in all")
-    if result.top_ups:  # each round's details are in --json's top_up_rounds
-        rounds = result.top_ups
-        seeds = str(rounds[0]["seed"]) + (f"-{rounds[-1]['seed']}" if len(rounds) > 1 else "")
-        lines.append(f"  the time budget's unused time: {len(rounds)} top-up round(s), seed {seeds}, "
-                     f"{sum(r['states'] for r in rounds)} states at the block sizes still "
-                     f"missing a required scenario; the first round was for: {', '.join(rounds[0]['missing_before'])}")
+    gap_rounds = [r for r in result.top_ups if not r["fill"]]  # each round's details: --json's top_up_rounds
+    fill_rounds = [r for r in result.top_ups if r["fill"]]
+    if gap_rounds:
+        lines.append(f"  the time budget's unused time: {len(gap_rounds)} top-up round(s), seed {_seeds(gap_rounds)}, "
+                     f"{sum(r['states'] for r in gap_rounds)} states at the block sizes still "
+                     f"missing a required scenario; the first round was for: {', '.join(gap_rounds[0]['missing_before'])}")
+    if fill_rounds:
+        lines.append(f"  --fill-budget: {len(fill_rounds)} more round(s) of every property at every block size, "
+                     f"seed {_seeds(fill_rounds)}, {sum(r['states'] for r in fill_rounds)} states")
     return lines
+
+
+def _seeds(rounds: list[dict]) -> str:
+    return str(rounds[0]["seed"]) + (f"-{rounds[-1]['seed']}" if len(rounds) > 1 else "")
 
 
 def _shown(text: str, path: Path | None, limit: int = 1500) -> str:

@@ -108,7 +108,7 @@ def run_fuzz(baseline: str = "legacy", candidate: str = "single_step", *, profil
              max_examples: int | None = None, seed: int | None = None,
              out_dir: Path | str = DEFAULT_OUT, jobs: int | None = None, use_known: bool = True,
              pad_contract: str = PAD_CONTRACTS[0], pre_serving: bool = False,
-             time_budget: float | None = None) -> FuzzResult:
+             time_budget: float | None = None, fill_budget: bool = False) -> FuzzResult:
     """Run the properties (default: all five, the state machine included) and collect every finding.
 
     ``candidate``/``baseline`` are seam specs (registry name, ``module:NAME``, ``path.py:NAME``).
@@ -119,7 +119,9 @@ def run_fuzz(baseline: str = "legacy", candidate: str = "single_step", *, profil
     before the server's start-up (on zero-filled buffers, a state no served step sees).
     ``jobs`` processes share the properties (default: one per CPU); ``1`` runs them in this process.
     ``time_budget`` (seconds) ends the run on time: each property stops when its share of the time left is
-    spent, and the report says which properties were cut short.
+    spent, and the report says which properties were cut short. ``fill_budget`` keeps fuzzing until it is
+    spent: once no required scenario is missing, rounds of every selected property at every block size, each
+    with a new seed.
     """
     selected = tuple(properties or profiles.PROPERTIES)
     for name in selected:
@@ -128,6 +130,8 @@ def run_fuzz(baseline: str = "legacy", candidate: str = "single_step", *, profil
     if layers < 1:
         raise InputError("layers", f"must be >= 1, got {layers}")
     sizes = SWEEP_BLOCK_SIZES if sweep else tuple(block_sizes or DEFAULT_BLOCK_SIZES)
+    if fill_budget and time_budget is None:
+        raise InputError("fill-budget", "needs a time budget to fill (--time-budget DURATION)")
     if pad_contract not in PAD_CONTRACTS:
         raise InputError("pad-contract", f"unknown contract {pad_contract!r} (choose from: {', '.join(PAD_CONTRACTS)})")
     config = FuzzConfig(baseline, candidate, sizes, backend, layers, strict, Path(out_dir), use_known, pad_contract,
@@ -140,9 +144,10 @@ def run_fuzz(baseline: str = "legacy", candidate: str = "single_step", *, profil
     collector = _run_round(config, selected, options, jobs, stop_at_first_failure, progress, deadline)
     trimmed = max_examples is not None or set(selected) != set(profiles.PROPERTIES)
     top_ups: list[dict[str, Any]] = []
-    if deadline is not None and not trimmed and not (stop_at_first_failure and any(
-            s.failed for s in collector.stats.values())):
-        top_ups = _top_up(collector, config, options, jobs, progress, deadline)
+    if deadline is not None and (fill_budget or not trimmed) and not (stop_at_first_failure and any(
+            s.failed for s in collector.stats.values())):  # a trimmed run is not held to coverage: no gap rounds
+        top_ups = _top_up(collector, config, selected, options, jobs, progress, deadline,
+                          chase_gaps=not trimmed, fill=fill_budget)
     collector.stats = {name: collector.stats[name] for name in selected if name in collector.stats}
     collector.write_findings()
     missing = [] if trimmed else _missing(collector, profile, sizes)  # a trimmed run is not held to coverage
@@ -177,15 +182,19 @@ def _run_round(config: FuzzConfig, names: Sequence[str], options: dict[str, Any]
     return outcome.collector
 
 
-def _top_up(collector: Collector, config: FuzzConfig, options: dict[str, Any], jobs: int,
-            progress: Progress | None, deadline: float) -> list[dict[str, Any]]:
-    """Spend a time budget's unused minutes on the required scenarios still missing; the rounds run.
+def _top_up(collector: Collector, config: FuzzConfig, selected: Sequence[str], options: dict[str, Any], jobs: int,
+            progress: Progress | None, deadline: float, *, chase_gaps: bool, fill: bool) -> list[dict[str, Any]]:
+    """Spend a time budget's unused minutes on the required scenarios still missing (and, with ``fill``, then on
+    more of everything); the rounds run.
 
     Why: the profile's example budgets can end long before the budget (the nightly's in about 2 of its 60
     minutes on 2 cores), and which rare scenario (a batch over 1,024 requests, an int32 overflow) one block
     size misses is chance. Each round draws only at the block sizes still missing something, with a new seed,
     and runs only the properties that can reach it: ``equivalence`` and ``truth`` for a single-step scenario,
-    the state machine for ``multi_step``; a property that failed is not run again."""
+    the state machine for ``multi_step``; a property that failed is not run again. With nothing missing, a
+    ``fill`` round runs every selected property that has not failed at every block size, with a new seed: a
+    nightly that wants its whole hour searched gets it, and still ends on time (each round's properties share
+    what is left, as the first round's did)."""
     profile = options["profile"]
     derandomized = bool(profiles.for_property(profile, "equivalence").derandomize)
     first_seed = options["seed"] if options["seed"] is not None else (0 if derandomized else
@@ -193,26 +202,29 @@ def _top_up(collector: Collector, config: FuzzConfig, options: dict[str, Any], j
     rounds: list[dict[str, Any]] = []
     while deadline - time.perf_counter() > MIN_TOP_UP_S:
         gaps = {bs: gap for bs in config.block_sizes
-                if (gap := profiles.required_at(profile, bs) - _reached_at(collector, bs))}
-        if not gaps:
-            break
+                if (gap := profiles.required_at(profile, bs) - _reached_at(collector, bs))} if chase_gaps else {}
         wanted = set().union(*gaps.values())
         failed = {name for name, stats in collector.stats.items() if stats.failed}
         names = [n for n in (("equivalence", "truth") if wanted - {profiles.MACHINE} else ())
                  + ((profiles.MACHINE,) if profiles.MACHINE in wanted else ()) if n not in failed]
+        sizes = tuple(sorted(gaps))
+        filling = fill and not names
+        if filling:
+            names, sizes = [n for n in selected if n not in failed], tuple(config.block_sizes)
         if not names:
             break
         seed = first_seed + len(rounds) + 1
-        sizes = tuple(sorted(gaps))
         if progress:
+            purpose = "to fill the time budget" if filling else f"for {', '.join(sorted(wanted))}"
             progress(f"top-up round {len(rounds) + 1} (seed {seed}): {', '.join(names)} at block sizes "
-                     f"{','.join(map(str, sizes))} for {', '.join(sorted(wanted))}")
+                     f"{','.join(map(str, sizes))} {purpose}")
         part = _run_round(dataclasses.replace(config, block_sizes=sizes), names, {**options, "seed": seed},
                           min(jobs, len(names)), False, progress, deadline)
         collector.merge(part)
-        rounds.append({"seed": seed, "block_sizes": list(sizes), "properties": names,
+        rounds.append({"seed": seed, "block_sizes": list(sizes), "properties": names, "fill": filling,
                        "states": sum(s.examples for s in part.stats.values()),
-                       "missing_before": sorted(f"{t} at block size {bs}" for bs, g in gaps.items() for t in g)})
+                       "missing_before": [] if filling else
+                       sorted(f"{t} at block size {bs}" for bs, g in gaps.items() for t in g)})
     return rounds
 
 

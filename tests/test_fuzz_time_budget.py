@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from properties.fuzz import run_fuzz
-from properties.time_budget import parse_duration
+from properties.time_budget import MIN_TOP_UP_S, REPORT_MARGIN_S, parse_duration
 from tests.support import ROOT, requires_paddle
 from validation.cli import main
 from validation.errors import InputError
@@ -105,6 +105,26 @@ def test_unused_budget_tops_up_the_scenarios_still_missing(monkeypatch: pytest.M
         assert stats.examples == sum(stats.by_block_size.values())
     assert result.properties["equivalence"].examples > tiny["equivalence"]  # the rounds' states are counted
     assert result.to_dict()["top_up_rounds"] == result.top_ups
+
+
+@requires_paddle
+def test_fill_budget_keeps_fuzzing_until_the_budget_is_spent(tmp_path: Path) -> None:
+    """Without ``fill_budget`` a 60-minute nightly ended after 5-8 minutes; with it, rounds with new seeds run
+    until too little time is left for another, and the run still ends on time."""
+    budget = 40.0
+    result = run_fuzz("legacy", "single_step", profile="ci", block_sizes=(64,), properties=["equivalence", "truth"],
+                      jobs=1, out_dir=tmp_path, time_budget=budget, fill_budget=True)
+    assert result.top_ups and all(r["fill"] and not r["missing_before"] for r in result.top_ups)
+    assert [r["seed"] for r in result.top_ups] == list(range(1, len(result.top_ups) + 1))
+    assert all(r["properties"] == ["equivalence", "truth"] and r["block_sizes"] == [64] for r in result.top_ups)
+    assert budget - REPORT_MARGIN_S - MIN_TOP_UP_S - 1 <= result.seconds < budget + 5
+    assert all(r["states"] > 0 for r in result.top_ups)
+    assert result.exit_code == 0
+
+
+def test_fill_budget_needs_a_budget(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="^fill-budget: needs a time budget"):
+        run_fuzz("oracle", "oracle", profile="dev", out_dir=tmp_path, fill_budget=True)
 
 
 def test_a_later_round_adds_to_a_property_and_keeps_its_first_failure() -> None:
