@@ -75,7 +75,10 @@ def test_a_killed_run_keeps_its_counterexample(tmp_path: Path) -> None:
     assert proc.returncode == -signal.SIGKILL
     data = json.loads(found.read_text())
     assert "REGRESSION" in data["expected"]["verdicts"]
-    assert not list(out.glob(".*.tmp"))
+    # A kill can interrupt a later write (shrinking rewrites the file); it leaves only a hidden ``.*.tmp``
+    # beside it: every file a reader opens is whole.
+    for path in out.rglob("*.json"):
+        json.loads(path.read_text())
     check = subprocess.run([sys.executable, "-m", "validation.cli", "check", "--state", str(found), "--baseline",
                             "oracle", "--candidate", "single_step"], cwd=tmp_path, env=env, capture_output=True,
                            text=True, timeout=300)
