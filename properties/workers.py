@@ -39,29 +39,30 @@ def run_shares(context: BaseContext, config: FuzzConfig, shares: Sequence[Sequen
     workers = [_Worker(context, config, share, target) for share in shares]
     outcome = Outcome(Collector(config))
     try:
-        live = {w.receiver: w for w in workers}
+        live = list(workers)
         while live:
-            for receiver in wait(list(live)):
-                worker = live[receiver]
-                message = worker.receive()
-                if message is None:  # the pipe closed: the worker has ended, normally or not
-                    del live[receiver]
+            # A worker has ended when its process has (waitpid), not when its pipe or sentinel closes: a child
+            # the code under test forked inherits both and may hold them open long after the worker died.
+            wait([w.receiver for w in live if not w.closed] + [w.process.sentinel for w in live], timeout=1.0)
+            for worker in list(live):
+                ended = not worker.process.is_alive()  # first: once it has ended, all it sent is in the pipe
+                for kind, payload in worker.pending():
+                    if kind == "baseline":
+                        outcome.baseline_failure = payload
+                        return outcome  # the finally stops the others: nothing can be judged against it
+                    if kind == "start":
+                        worker.running = payload
+                    elif kind == "done":
+                        worker.collector, name, worker.running = payload, worker.running, None
+                        if on_property and name in payload.stats:
+                            on_property(payload.stats[name])
+                    elif kind == "error":
+                        worker.error = payload
+                if ended:
+                    live.remove(worker)
                     for stats in worker.finish(config, outcome):
                         if on_property:
                             on_property(stats)
-                    continue
-                kind, payload = message
-                if kind == "baseline":
-                    outcome.baseline_failure = payload
-                    return outcome  # the finally stops the others: nothing can be judged against this baseline
-                if kind == "start":
-                    worker.running = payload
-                elif kind == "done":
-                    worker.collector, name, worker.running = payload, worker.running, None
-                    if on_property and name in payload.stats:
-                        on_property(payload.stats[name])
-                elif kind == "error":
-                    worker.error = payload
     finally:
         for worker in workers:
             worker.stop()
@@ -76,16 +77,21 @@ class _Worker:
         self.running: str | None = None
         self.collector: Collector | None = None
         self.error: str | None = None
+        self.closed = False  # its pipe reached EOF: wait for its sentinel only
         self.receiver, sender = context.Pipe(duplex=False)
         self.process = context.Process(target=_serve, args=(sender, config, self.share, target))
         self.process.start()
         sender.close()  # the child holds the only writer: its exit closes the pipe
 
-    def receive(self) -> tuple[str, Any] | None:
+    def pending(self) -> list[tuple[str, Any]]:
+        """The messages waiting in the pipe (once the worker has ended, everything it sent is there)."""
+        messages: list[tuple[str, Any]] = []
         try:
-            return self.receiver.recv()
+            while self.receiver.poll():
+                messages.append(self.receiver.recv())
         except (EOFError, OSError):
-            return None
+            self.closed = True  # the worker's end of the pipe is closed: its sentinel says how it ended
+        return messages
 
     def finish(self, config: FuzzConfig, outcome: Outcome) -> list[PropertyStats]:
         """Fold in what the worker delivered; charge a death or an error to the property it was running, and

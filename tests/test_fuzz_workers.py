@@ -173,6 +173,23 @@ def test_a_dead_worker_costs_only_the_property_it_was_running() -> None:
     assert sorted(seen) == ["determinism", "equivalence", "invariants", "truth"]
 
 
+def _dies_leaving_a_child(config: FuzzConfig, share: list[str], send) -> None:
+    """A worker whose own child (a server the code under test started) outlives it, holding the pipe open."""
+    if os.fork() == 0:
+        time.sleep(20)
+        os._exit(0)
+    send(("start", share[0]))
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def test_a_worker_has_ended_when_its_process_has_even_if_a_child_holds_its_pipe() -> None:
+    started = time.perf_counter()
+    outcome = run_shares(multiprocessing.get_context("fork"), FuzzConfig("oracle", "oracle"), [["truth"]],
+                         _dies_leaving_a_child)
+    assert time.perf_counter() - started < 10  # not the 20 s the child holds the pipe
+    assert "killed by SIGSEGV while running it" in outcome.collector.stats["truth"].error
+
+
 def test_a_baseline_broken_in_one_worker_stops_the_others_at_once() -> None:
     context = multiprocessing.get_context("fork")
     started = time.perf_counter()
