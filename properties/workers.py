@@ -77,11 +77,11 @@ class _Worker:
         self.running: str | None = None
         self.collector: Collector | None = None
         self.error: str | None = None
-        self.closed = False  # its pipe reached EOF: wait for its sentinel only
+        self.closed = False  # its pipe reached EOF: only its process is waited for
         self.receiver, sender = context.Pipe(duplex=False)
         self.process = context.Process(target=_serve, args=(sender, config, self.share, target))
         self.process.start()
-        sender.close()  # the child holds the only writer: its exit closes the pipe
+        sender.close()  # the parent keeps no writer: the pipe reaches EOF once the worker (and its children) close it
 
     def pending(self) -> list[tuple[str, Any]]:
         """The messages waiting in the pipe (once the worker has ended, everything it sent is there)."""
@@ -98,8 +98,11 @@ class _Worker:
         mark the share's properties it never reached as failed, not run (a run that lost them must not pass)."""
         self.process.join()
         collector = self.collector or Collector(config)
+        lost: list[PropertyStats] = []
+        if not (self.error or self.running or self.process.exitcode):  # it ended its share (or stopped at a failure)
+            outcome.collector.merge(collector)
+            return lost
         death = f"its worker process {_death(self.process.exitcode)}"
-        lost = []
         for name in self.share:
             if name in collector.stats:  # the latest snapshot holds exactly the properties that ended
                 continue

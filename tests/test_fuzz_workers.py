@@ -190,6 +190,20 @@ def test_a_worker_has_ended_when_its_process_has_even_if_a_child_holds_its_pipe(
     assert "killed by SIGSEGV while running it" in outcome.collector.stats["truth"].error
 
 
+def _stops_at_its_first_failure(config: FuzzConfig, share: list[str], send) -> None:
+    collector = Collector(config)
+    send(("start", share[0]))
+    collector.start(share[0]).failed = True
+    send(("done", collector))
+
+
+def test_a_worker_that_stopped_at_a_failure_lost_nothing() -> None:
+    """``stop_at_first_failure`` (mutation testing): the properties a healthy worker skipped are not failures."""
+    outcome = run_shares(multiprocessing.get_context("fork"), FuzzConfig("oracle", "oracle"),
+                         [["truth", "invariants"]], _stops_at_its_first_failure)
+    assert list(outcome.collector.stats) == ["truth"] and outcome.collector.stats["truth"].error is None
+
+
 def test_a_baseline_broken_in_one_worker_stops_the_others_at_once() -> None:
     context = multiprocessing.get_context("fork")
     started = time.perf_counter()
