@@ -204,6 +204,21 @@ def test_a_worker_that_stopped_at_a_failure_lost_nothing() -> None:
     assert list(outcome.collector.stats) == ["truth"] and outcome.collector.stats["truth"].error is None
 
 
+def _raises_in_its_second_property(config: FuzzConfig, share: list[str], send) -> None:
+    _finishes(config, share[:1], send)
+    send(("start", share[1]))
+    raise RuntimeError("plug-in table lookup failed\nsecond line of the message")
+
+
+def test_an_exception_that_escapes_a_worker_is_its_property_s_one_line_error() -> None:
+    outcome = run_shares(multiprocessing.get_context("fork"), FuzzConfig("oracle", "oracle"),
+                         [["truth", "invariants", "determinism"]], _raises_in_its_second_property)
+    stats = outcome.collector.stats
+    assert not stats["truth"].failed and stats["truth"].examples == 7
+    assert stats["invariants"].failed and stats["invariants"].error == "RuntimeError: plug-in table lookup failed"
+    assert stats["determinism"].error == "not run: RuntimeError: plug-in table lookup failed before it started"
+
+
 def test_a_baseline_broken_in_one_worker_stops_the_others_at_once() -> None:
     context = multiprocessing.get_context("fork")
     started = time.perf_counter()
