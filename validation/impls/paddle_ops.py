@@ -2,17 +2,22 @@
 
 Each position op is a one-thread-per-request CUDA kernel launched ``<<<1, bsz>>>`` that writes into
 a persistent buffer of ``max_num_batched_tokens`` entries. Thread ``t`` computes its write offset
-from the requests before it and writes one or two contiguous runs of positions. The models express
-exactly those runs (offset, first value, count) as Paddle tensors and scatter them into the buffer,
-so what lands where - including writes past the real token count - is what the kernel writes.
+from the requests before it and writes one or two contiguous runs of positions. The models compute
+exactly those runs (offset, first value, count) on the host, a few integers per request, and scatter
+them into the Paddle buffer in one write, so what lands where - including writes past the real token
+count - is what the kernel writes.
 
 The per-layer slot formula is FastDeploy's Python: ``block_tables[batch_id_per_token, pos // bs]``,
-the product ``id * bs`` taken in int32, then the cast to int64.
+the product ``id * bs`` taken in int32, then the cast to int64. Its arithmetic runs in Paddle; the
+index checks Paddle's indexing would make (negative rows, reads outside the table) run on the host copy
+of the indices, since each one in Paddle is a device sync per call.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 from validation.impls.faults import KernelFault, check_launch
 from validation.impls.paddle_runtime import indexing_semantics, paddle
@@ -20,35 +25,44 @@ from validation.impls.paddle_runtime import indexing_semantics, paddle
 Tensor = Any  # paddle.Tensor, kept lazy so importing this module does not import Paddle
 
 
-def _exclusive_cumsum(x: Tensor) -> Tensor:
-    """Per-thread offsets as the kernel's int32 loop over earlier requests computes them."""
-    pd = paddle()
-    return (pd.cumsum(x.astype("int64")) - x.astype("int64")).astype("int32")
+def _host(x: Tensor | np.ndarray) -> np.ndarray:
+    """A small index array's values on the host (a kernel's launch arguments are a few integers per request;
+    the runner models pass them as host arrays, FastDeploy's own lines as Paddle tensors)."""
+    return x if isinstance(x, np.ndarray) else np.asarray(x.numpy())
 
 
-def write_runs(buffer: Tensor, dst: Tensor, first: Tensor, count: Tensor, op: str, hazards: list[str]) -> None:
+def _exclusive_cumsum(x: np.ndarray) -> np.ndarray:
+    """Per-thread offsets as the kernel's int32 loop over earlier requests computes them (wrapping past 2**31)."""
+    x64 = x.astype(np.int64)
+    return (np.cumsum(x64) - x64).astype(np.int32)
+
+
+def write_runs(buffer: Tensor, dst: np.ndarray, first: np.ndarray, count: np.ndarray, op: str,
+               hazards: list[str]) -> None:
     """Thread ``t`` writes ``buffer[dst[t] + i] = first[t] + i`` for ``i < count[t]`` (in place).
 
-    Writes past the buffer are memory corruption on the GPU: they are dropped here and recorded
-    in ``hazards`` so the comparison reports them.
+    The index arithmetic of a one-thread-per-request kernel is a handful of integers per request: it is done
+    in numpy (the value in the buffer's dtype, so int32 wraps as on the GPU), and the writes land in the Paddle
+    buffer in one scatter. Writes past the buffer are memory corruption on the GPU: they are dropped here and
+    recorded in ``hazards`` so the comparison reports them.
     """
-    pd = paddle()
-    count64 = count.astype("int64")
+    count64 = count.astype(np.int64)
     total = int(count64.sum())
     if total == 0:
         return
-    thread = pd.repeat_interleave(pd.arange(count.shape[0], dtype="int64"), count64)
-    run_start = pd.cumsum(count64) - count64
-    local = pd.arange(total, dtype="int64") - pd.gather(run_start, thread)
-    where = pd.gather(dst.astype("int64"), thread) + local
-    value = (pd.gather(first.astype(buffer.dtype), thread) + local.astype(buffer.dtype))
+    thread = np.repeat(np.arange(count64.shape[0]), count64)
+    local = np.arange(total, dtype=np.int64) - (np.cumsum(count64) - count64)[thread]
+    where = dst.astype(np.int64)[thread] + local
+    dtype = np.int64 if str(buffer.dtype).endswith("int64") else np.int32
+    value = first.astype(dtype)[thread] + local.astype(dtype)
     size = int(buffer.shape[0])
     inside = where < size
-    spilled = total - int(inside.astype("int64").sum())
+    spilled = total - int(inside.sum())
     if spilled:
         hazards.append(f"{op} wrote {spilled} entries past its buffer of {size} (index up to {int(where.max())})")
-        where, value = pd.masked_select(where, inside), pd.masked_select(value, inside)
-    buffer[where] = value
+        where, value = where[inside], value[inside]
+    pd = paddle()
+    buffer[pd.to_tensor(where)] = pd.to_tensor(value)
 
 
 def positions_v1(enc: Tensor, dec: Tensor, this: Tensor, buffer: Tensor, hazards: list[str]) -> None:
@@ -58,28 +72,28 @@ def positions_v1(enc: Tensor, dec: Tensor, this: Tensor, buffer: Tensor, hazards
     ``enc[t]`` positions from 0, then, if ``dec[t] > 0``, ``this[t]`` positions from ``dec[t]``.
     The mask output is not modelled: no slot-mapping consumer reads it.
     """
-    pd = paddle()
     check_launch("get_position_ids_and_mask_encoder_batch", int(enc.shape[0]))
-    decode_count = pd.where(dec > 0, this, pd.zeros_like(this))
-    offset = _exclusive_cumsum(enc + decode_count)
+    e, d, t = _host(enc), _host(dec), _host(this)
+    decode_count = np.where(d > 0, t, np.zeros_like(t))
+    offset = _exclusive_cumsum(e + decode_count)
     # Both runs of every thread in one scatter: they never overlap, so the order of writes is moot.
-    write_runs(buffer, pd.concat([offset, offset + enc]), pd.concat([pd.zeros_like(enc), dec]),
-               pd.concat([enc, decode_count]), "position op (v1)", hazards)
+    write_runs(buffer, np.concatenate([offset, offset + e]), np.concatenate([np.zeros_like(e), d]),
+               np.concatenate([e, decode_count]), "position op (v1)", hazards)
 
 
 def positions_v3(enc: Tensor, dec: Tensor, this: Tensor, buffer: Tensor, hazards: list[str]) -> None:
     """#7727: a prefilling request writes ``enc`` positions from ``dec``; a decoding one ``this`` from ``dec``."""
-    pd = paddle()
     check_launch("get_position_ids_and_mask_encoder_batch (#7727)", int(enc.shape[0]))
-    zero = pd.zeros_like(this)
-    count = pd.where(enc > 0, enc, pd.where(dec > 0, this, zero))
-    write_runs(buffer, _exclusive_cumsum(count), dec, count, "position op (v3)", hazards)
+    e, d, t = _host(enc), _host(dec), _host(this)
+    count = np.where(e > 0, e, np.where(d > 0, t, np.zeros_like(t)))
+    write_runs(buffer, _exclusive_cumsum(count), d, count, "position op (v3)", hazards)
 
 
 def positions_renamed(enc: Tensor, dec: Tensor, this: Tensor, buffer: Tensor, hazards: list[str]) -> None:
     """``get_position_ids``: offset is the prefix sum of ``this``; writes ``dec + i`` for ``i < this``."""
     check_launch("get_position_ids", int(enc.shape[0]))
-    write_runs(buffer, _exclusive_cumsum(this), dec, this, "get_position_ids", hazards)
+    t = _host(this)
+    write_runs(buffer, _exclusive_cumsum(t), _host(dec), t, "get_position_ids", hazards)
 
 
 def gather_blocks(block_tables: Tensor, rows: Tensor, cols: Tensor, op: str) -> Tensor:
@@ -93,21 +107,20 @@ def gather_blocks(block_tables: Tensor, rows: Tensor, cols: Tensor, op: str) -> 
     pd = paddle()
     nrows, width = (int(d) for d in block_tables.shape)
     semantics = indexing_semantics()
-    rows64, cols64 = rows.astype("int64"), cols.astype("int64")
+    rows64, cols64 = _host(rows).astype(np.int64), _host(cols).astype(np.int64)
     if bool((rows64 < 0).any()):
         if not semantics.negative_row_wraps:
             raise KernelFault(f"{op}: Paddle raises on block_tables[-1, ...] (batch id -1 of a padded token)")
-        rows64 = pd.where(rows64 < 0, rows64 + nrows, rows64)
+        rows64 = np.where(rows64 < 0, rows64 + nrows, rows64)
     if semantics.negative_col_wraps and bool((cols64 < 0).any()):
-        cols64 = pd.where(cols64 < 0, cols64 + width, cols64)
+        cols64 = np.where(cols64 < 0, cols64 + width, cols64)
     flat = rows64 * width + cols64
-    if flat.shape[0]:
-        outside = (flat < 0) | (flat >= nrows * width)
-        if bool(outside.any()):
-            token = int(pd.nonzero(outside.astype("int32")).reshape([-1])[0])
-            raise KernelFault(f"{op}: reads block_tables out of bounds (token row {token}: flat index "
-                              f"{int(flat[token])} of {nrows * width})")
-    return pd.gather(block_tables.reshape([-1]), flat)
+    outside = (flat < 0) | (flat >= nrows * width)
+    if bool(outside.any()):
+        token = int(np.flatnonzero(outside)[0])
+        raise KernelFault(f"{op}: reads block_tables out of bounds (token row {token}: flat index "
+                          f"{int(flat[token])} of {nrows * width})")
+    return pd.gather(block_tables.reshape([-1]), pd.to_tensor(flat))
 
 
 def per_layer_slots(block_tables: Tensor, positions: Tensor, batch_ids: Tensor, block_size: int, op: str) -> Tensor:
@@ -141,9 +154,9 @@ def fused_positions_and_slots(
     """
     pd = paddle()
     check_launch(FUSED_OP, int(enc.shape[0]))
-    offset = _exclusive_cumsum(this)
-    write_runs(position_buffer, offset, dec, this, FUSED_OP, hazards)
-    total = int(this.astype("int64").sum())
+    t = _host(this)
+    write_runs(position_buffer, _exclusive_cumsum(t), _host(dec), t, FUSED_OP, hazards)
+    total = int(t.astype(np.int64).sum())
     if total == 0:
         return
     nrows, width = (int(d) for d in block_tables.shape)

@@ -109,15 +109,25 @@ class _PersistentPath:
 
     @staticmethod
     def _tensors(inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The step's inputs as the runner holds them: the per-request lengths (the position kernels' launch
+        arguments, read on the host by their models) as int32 arrays, the token-indexed ones as Paddle tensors;
+        the captured table (rows past ``bsz`` appended) is built only when a graph replay reads it."""
         pd = paddle()
-        names = ("seq_lens_encoder", "seq_lens_decoder", "seq_lens_this_time", "block_tables", "batch_id_per_token")
-        out = {n: pd.to_tensor(np.ascontiguousarray(inputs[n], dtype=np.int32)) for n in names}
-        past = np.asarray(inputs.get("block_tables_past_bsz", np.zeros((0, 0))), dtype=np.int32)
-        captured = np.asarray(inputs["block_tables"], dtype=np.int32)
-        if past.shape[0]:
-            captured = np.concatenate([captured, past.reshape(-1, captured.shape[1])])
-        out["captured_block_tables"] = pd.to_tensor(np.ascontiguousarray(captured))
+        out: dict[str, Any] = {n: np.ascontiguousarray(inputs[n], dtype=np.int32)
+                               for n in ("seq_lens_encoder", "seq_lens_decoder", "seq_lens_this_time")}
+        for n in ("block_tables", "batch_id_per_token"):
+            out[n] = pd.to_tensor(np.ascontiguousarray(inputs[n], dtype=np.int32))
         return out
+
+    @staticmethod
+    def _captured_table(inputs: Mapping[str, Any], table: Any) -> Any:
+        """The table a captured graph replays against: the running rows, then the capture's rows past ``bsz``."""
+        past = np.asarray(inputs.get("block_tables_past_bsz", np.zeros((0, 0))), dtype=np.int32)
+        if not past.shape[0]:
+            return table
+        captured = np.concatenate([np.asarray(inputs["block_tables"], dtype=np.int32),
+                                   past.reshape(-1, int(table.shape[1]))])
+        return paddle().to_tensor(np.ascontiguousarray(captured))
 
 
 def launch(inputs: Mapping[str, Any]) -> int:
@@ -139,7 +149,7 @@ class Legacy(_PersistentPath):
         t, positions, _, hazards = self._positions_step(inputs)
         padded = int(inputs["padded_num_tokens"])
         replay = padded > launch(inputs)  # padded past the runner's count: a captured graph replays
-        table = t["captured_block_tables"] if replay else t["block_tables"]
+        table = self._captured_table(inputs, t["block_tables"]) if replay else t["block_tables"]
         pos, bid, bs = positions[:padded], t["batch_id_per_token"], int(inputs["block_size"])
         layers = []
         for layer in range(self.num_layers):
