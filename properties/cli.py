@@ -56,8 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "reached, rounds of every property at every block size, each with a new seed)")
     fuzz.add_argument("--seed", type=int, help="fixed hypothesis seed (instead of the profile's)")
     fuzz.add_argument("--jobs", type=positive_int, metavar="N",
-                      help="worker processes sharing the properties (default: one per CPU); 1 runs them in this "
-                           "process, where a crash in the code under test ends the run")
+                      help="worker processes sharing the properties (default: one per CPU); even 1 is a process of "
+                           "its own, so a crash in the code under test fails only the property it hit")
     fuzz.add_argument("--strict", action="store_true", help="exit 1 on any finding, not only a REGRESSION")
     fuzz.add_argument("--no-known", action="store_true",
                       help="fail on findings recorded in fixtures/known_findings.json too (they are always reported)")

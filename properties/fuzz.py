@@ -108,7 +108,7 @@ def run_fuzz(baseline: str = "legacy", candidate: str = "single_step", *, profil
              max_examples: int | None = None, seed: int | None = None,
              out_dir: Path | str = DEFAULT_OUT, jobs: int | None = None, use_known: bool = True,
              pad_contract: str = PAD_CONTRACTS[0], pre_serving: bool = False,
-             time_budget: float | None = None, fill_budget: bool = False) -> FuzzResult:
+             time_budget: float | None = None, fill_budget: bool = False, in_process: bool = False) -> FuzzResult:
     """Run the properties (default: all five, the state machine included) and collect every finding.
 
     ``candidate``/``baseline`` are seam specs (registry name, ``module:NAME``, ``path.py:NAME``).
@@ -117,7 +117,10 @@ def run_fuzz(baseline: str = "legacy", candidate: str = "single_step", *, profil
     ``use_known=False`` fails on findings recorded in ``fixtures/known_findings.json`` too.
     ``pad_contract`` is what a padded row's slot must be; ``pre_serving`` lets the state machine start
     before the server's start-up (on zero-filled buffers, a state no served step sees).
-    ``jobs`` processes share the properties (default: one per CPU); ``1`` runs them in this process.
+    ``jobs`` worker processes share the properties (default: one per CPU); even one is a process of its own, so
+    a crash in the code under test (a segfaulting kernel) fails the property it hit instead of ending the caller.
+    ``in_process`` runs them in this process instead (mutation testing: numpy mutants, a worker's start-up
+    would be most of the time to a kill).
     ``time_budget`` (seconds) ends the run on time: each property stops when its share of the time left is
     spent, and the report says which properties were cut short. ``fill_budget`` keeps fuzzing until it is
     spent: once no required scenario is missing, rounds of every selected property at every block size, each
@@ -141,13 +144,13 @@ def run_fuzz(baseline: str = "legacy", candidate: str = "single_step", *, profil
     options = {"profile": profile, "max_examples": max_examples, "seed": seed}
     deadline = None if time_budget is None else started + max(time_budget - REPORT_MARGIN_S, 0.5 * time_budget)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(selected)))
-    collector = _run_round(config, selected, options, jobs, stop_at_first_failure, progress, deadline)
+    collector = _run_round(config, selected, options, jobs, stop_at_first_failure, progress, deadline, in_process)
     trimmed = max_examples is not None or set(selected) != set(profiles.PROPERTIES)
     top_ups: list[dict[str, Any]] = []
     if deadline is not None and (fill_budget or not trimmed) and not (stop_at_first_failure and any(
             s.failed for s in collector.stats.values())):  # a trimmed run is not held to coverage: no gap rounds
         top_ups = _top_up(collector, config, selected, options, jobs, progress, deadline,
-                          chase_gaps=not trimmed, fill=fill_budget)
+                          chase_gaps=not trimmed, fill=fill_budget, in_process=in_process)
     collector.stats = {name: collector.stats[name] for name in selected if name in collector.stats}
     collector.write_findings()
     missing = [] if trimmed else _missing(collector, profile, sizes)  # a trimmed run is not held to coverage
@@ -158,16 +161,17 @@ def run_fuzz(baseline: str = "legacy", candidate: str = "single_step", *, profil
 
 
 def _run_round(config: FuzzConfig, names: Sequence[str], options: dict[str, Any], jobs: int,
-               stop_at_first_failure: bool, progress: Progress | None, deadline: float | None) -> Collector:
-    """Run the properties once, in this process (``jobs == 1``) or shared among worker processes."""
-    if jobs == 1:
-        _require_a_working_baseline(_baseline_failure(config))
-        return _run_properties(config, names, options, stop_at_first_failure, progress, deadline)
+               stop_at_first_failure: bool, progress: Progress | None, deadline: float | None,
+               in_process: bool = False) -> Collector:
+    """Run the properties once, shared among ``jobs`` worker processes, or in this process when asked."""
     forked = _can_run_before_fork(config)
-    if not forked and not _main_can_be_reimported():
+    if not in_process and not forked and not _main_can_be_reimported():
         if progress:
             progress("workers cannot start from a __main__ read from stdin: the properties run in this process")
-        return _run_round(config, names, options, 1, stop_at_first_failure, progress, deadline)
+        in_process = True
+    if in_process:
+        _require_a_working_baseline(_baseline_failure(config))
+        return _run_properties(config, names, options, stop_at_first_failure, progress, deadline)
     if forked:
         _require_a_working_baseline(_baseline_failure(config))
     shares = _balance(names, jobs, options["profile"])
@@ -183,7 +187,8 @@ def _run_round(config: FuzzConfig, names: Sequence[str], options: dict[str, Any]
 
 
 def _top_up(collector: Collector, config: FuzzConfig, selected: Sequence[str], options: dict[str, Any], jobs: int,
-            progress: Progress | None, deadline: float, *, chase_gaps: bool, fill: bool) -> list[dict[str, Any]]:
+            progress: Progress | None, deadline: float, *, chase_gaps: bool, fill: bool,
+            in_process: bool) -> list[dict[str, Any]]:
     """Spend a time budget's unused minutes on the required scenarios still missing (and, with ``fill``, then on
     more of everything); the rounds run.
 
@@ -219,7 +224,7 @@ def _top_up(collector: Collector, config: FuzzConfig, selected: Sequence[str], o
             progress(f"top-up round {len(rounds) + 1} (seed {seed}): {', '.join(names)} at block sizes "
                      f"{','.join(map(str, sizes))} {purpose}")
         part = _run_round(dataclasses.replace(config, block_sizes=sizes), names, {**options, "seed": seed},
-                          min(jobs, len(names)), False, progress, deadline)
+                          min(jobs, len(names)), False, progress, deadline, in_process)
         collector.merge(part)
         rounds.append({"seed": seed, "block_sizes": list(sizes), "properties": names, "fill": filling,
                        "states": sum(s.examples for s in part.stats.values()),
@@ -353,7 +358,8 @@ def _balance(names: Sequence[str], jobs: int, profile: str) -> list[list[str]]:
 def _progress_line(stats: PropertyStats) -> str:
     sizes = ", ".join(f"{bs}: {n}" for bs, n in sorted(stats.by_block_size.items()))
     cut = ", cut short by the time budget" if stats.cut_short else ""
-    return (f"{stats.name}: {stats.examples} examples in {stats.seconds:.1f}s (by block size {sizes}), "
+    by_size = f" (by block size {sizes})" if sizes else ""
+    return (f"{stats.name}: {stats.examples} examples in {stats.seconds:.1f}s{by_size}, "
             f"{'FAILED' if stats.failed else 'ok'}{cut}")
 
 

@@ -86,10 +86,11 @@ BASELINE_EXAMPLES = 200
 
 def _run_layer(baseline: str, spec: str, layer: Layer, profile: str, block_sizes: Sequence[int] | None,
                backend: str, out_dir: str, max_examples: int | None = None) -> FuzzResult:
-    # One process: the properties run in order and stop at the first kill, which is what is timed.
+    # This process: the properties run in order and stop at the first kill, which is what is timed (a worker's
+    # start-up, a fresh Paddle import for a plug-in, would be most of it).
     return run_fuzz(baseline, spec, profile=profile, block_sizes=block_sizes, sweep=layer.sweep, backend=backend,
                     properties=layer.properties, stop_at_first_failure=True, out_dir=out_dir,
-                    max_examples=max_examples, jobs=1)
+                    max_examples=max_examples, in_process=True)
 
 
 def run_mutant(spec: str, *, profile: str = "ci", block_sizes: Sequence[int] | None = None,

@@ -79,8 +79,14 @@ def test_a_baseline_that_cannot_run_in_the_workers_ends_the_run(plugin: Path, tm
                  max_examples=2, out_dir=tmp_path / "out", jobs=2)
 
 
-def test_a_baseline_that_never_runs_ends_a_single_process_run_too(plugin: Path, tmp_path: Path) -> None:
+def test_a_baseline_that_never_runs_ends_an_in_process_run_too(plugin: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"AlwaysFails fails on a one-token state \(RuntimeError: no device\)"):
+        run_fuzz(f"{plugin}:AlwaysFails", "oracle", profile="dev", properties=["equivalence"], max_examples=2,
+                 out_dir=tmp_path / "out", in_process=True)
+
+
+def test_a_baseline_that_never_runs_ends_a_one_worker_run(plugin: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"AlwaysFails fails on a one-token state in a worker process "):
         run_fuzz(f"{plugin}:AlwaysFails", "oracle", profile="dev", properties=["equivalence"], max_examples=2,
                  out_dir=tmp_path / "out", jobs=1)
 
@@ -228,14 +234,19 @@ def test_a_baseline_broken_in_one_worker_stops_the_others_at_once() -> None:
     assert time.perf_counter() - started < 60  # the hanging worker was stopped, not waited for (600 s)
 
 
-def test_a_plug_in_that_segfaults_fails_the_run_in_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("jobs", ["2", "1"])
+def test_a_plug_in_that_segfaults_fails_the_run_in_one_line(tmp_path: Path, jobs: str) -> None:
+    """With one worker as with two: the crash fails what it hit, the report prints (``--jobs 1`` used to die)."""
     (tmp_path / "segfaults.py").write_text(SEGFAULTS)
     done = subprocess.run(
         [sys.executable, "-m", "validation.cli", "fuzz", "--baseline", "oracle", "--candidate",
          f"{tmp_path / 'segfaults.py'}:SegfaultsOnBigBatches", "--profile", "dev", "--max-examples", "20",
-         "--properties", "equivalence,truth", "--jobs", "2", "--out", str(tmp_path / "out")],
+         "--properties", "equivalence,truth", "--jobs", jobs, "--out", str(tmp_path / "out")],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
     assert "Traceback" not in done.stderr and "BrokenProcessPool" not in done.stderr + done.stdout
     assert "FAILED equivalence with an error: its worker process was killed by SIGSEGV while running it" in done.stdout
-    assert "FAILED truth with an error: its worker process was killed by SIGSEGV while running it" in done.stdout
+    # One worker reaches truth only after equivalence, which killed it: truth is reported as never run.
+    truth = "while running it" if jobs == "2" else "before it started"
+    reason = "" if jobs == "2" else "not run: "
+    assert f"FAILED truth with an error: {reason}its worker process was killed by SIGSEGV {truth}" in done.stdout
