@@ -53,7 +53,7 @@ def write_runs(buffer: Tensor, dst: np.ndarray, first: np.ndarray, count: np.nda
     thread = np.repeat(np.arange(count64.shape[0]), count64)
     local = np.arange(total, dtype=np.int64) - (np.cumsum(count64) - count64)[thread]
     where = dst.astype(np.int64)[thread] + local
-    dtype = np.int64 if str(buffer.dtype).endswith("int64") else np.int32
+    dtype = np.int64 if buffer.dtype == paddle().int64 else np.int32  # the buffers are int32 or int64
     value = first.astype(dtype)[thread] + local.astype(dtype)
     size = int(buffer.shape[0])
     inside = where < size
