@@ -7,8 +7,9 @@ add up to the run: fixed start (interpreter, imports), model calls (the Paddle p
 generation (scheduler model, strategies, ``BatchState`` construction and validation), the oracle, triage and
 the property checks, recording, and the rest (hypothesis' engine and the property bodies' glue). The floor
 is what the states would cost if generation, oracle, triage and recording cost nothing: fixed start + model
-calls + the rest. Each repeat is a fresh process running ``run_fuzz(profile="ci", in_process=True)``; the
-clocks cost about a microsecond per wrapped call, charged to the stage that called them.
+calls + the rest. Each repeat is a fresh process running ``run_fuzz(profile="ci", in_process=True)`` (the
+command's worker processes and its probe before forking add CPU on top, so the command's own floor is no
+lower); the clocks cost about a microsecond per wrapped call, charged to the stage that called them.
 
     .venv/bin/python benchmarks/bench_fuzz_stages.py --repeats 3
 """
@@ -106,8 +107,9 @@ def main() -> None:
                              capture_output=True, text=True).stdout
         run = json.loads(out.strip().splitlines()[-1])
         runs.append(run)
+        floor = sum(run["stages"][s] for s in FLOOR)
         print(f"run {repeat + 1}: {run['states']} states, {run['total']:.2f} CPU s, "
-              f"{run['states'] / run['total']:.0f} states/CPU-s", flush=True)
+              f"{run['states'] / run['total']:.0f} states/CPU-s; floor {floor:.2f} CPU s", flush=True)
     states = statistics.median(r["states"] for r in runs)
     total = statistics.median(r["total"] for r in runs)
     print(f"\n| stage | CPU s (median of {args.repeats}) | ms per state | share |")
