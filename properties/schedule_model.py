@@ -23,6 +23,10 @@ LAUNCH_LIMIT = 1024  # threads in one CUDA block: <<<1, bsz>>> launches at most 
 # Bound on block-table cells (bsz * max_blocks): keeps block-size-1 sweeps and huge batches in memory.
 MAX_TABLE_CELLS = 1 << 18
 
+# A request's block ids before it holds any (shared: block arrays are replaced, never written in place).
+NO_BLOCKS = np.zeros(0, dtype=np.int64)
+NO_BLOCKS.flags.writeable = False
+
 PHASES = ("empty", "idle", "prefill", "chunked", "prefix_hit", "decode", "mtp")
 
 
@@ -47,29 +51,29 @@ class BlockPool:
         if fragmented:
             top = min(base + 2 * size, INT32_MAX + 1)  # block ids are int32
             ids = np.sort(rng.choice(np.arange(base, top, dtype=np.int64), size, replace=False))
-        # Kept in descending order: its last n, reversed, are exactly what n heappops of the min-heap give.
-        self._free: list[int] = ids[::-1].tolist()
+        # Kept in descending order: its last n, reversed, are exactly what n heappops of the min-heap give. A
+        # numpy array, not a list: a long-context table takes thousands of blocks, and a Python int per block
+        # was most of what such a state cost to generate.
+        self._free: np.ndarray = ids[::-1]
         self.base = base
         self.size = size
 
     @property
     def free_count(self) -> int:
-        return len(self._free)
+        return self._free.shape[0]
 
-    def allocate(self, n: int) -> list[int]:
-        if n > len(self._free):
-            raise PoolExhausted(f"need {n} blocks, {len(self._free)} free")
-        # The n smallest ids in ascending order in one slice: one heappop per block (the long-context tier's
-        # requests take thousands) was the fuzzer's largest single cost.
+    def allocate(self, n: int) -> np.ndarray:
+        """The ``n`` smallest free ids, ascending (int64)."""
+        if n > self.free_count:
+            raise PoolExhausted(f"need {n} blocks, {self.free_count} free")
         if n == 0:
-            return []
-        taken = self._free[-n:][::-1]
-        del self._free[-n:]
+            return NO_BLOCKS
+        taken = self._free[-n:][::-1]  # a view: no array of block ids is ever written in place
+        self._free = self._free[:-n]
         return taken
 
-    def release(self, blocks: list[int]) -> None:
-        self._free.extend(blocks)
-        self._free.sort(reverse=True)  # two sorted runs: timsort merges them in linear time
+    def release(self, blocks: np.ndarray) -> None:
+        self._free = np.sort(np.concatenate((self._free, np.asarray(blocks, dtype=np.int64))))[::-1]
 
 
 @dataclass
@@ -83,7 +87,7 @@ class Request:
     rid: int
     prompt_len: int
     cached: int = 0
-    blocks: list[int] = field(default_factory=list)
+    blocks: np.ndarray = field(default_factory=lambda: NO_BLOCKS)  # physical ids, int64, never written in place
     shared: int = 0
     hit: int = 0  # tokens served from the prefix cache at admission
     draft: int = 0  # speculative tokens proposed per decode step (MTP depth)
@@ -154,13 +158,14 @@ class Scheduler:
         if prefix_from is not None and self.slots[prefix_from] is not None:
             owner = self.slots[prefix_from]
             full = min(owner.cached // bs, len(owner.blocks), cached // bs)
-            req.blocks = list(owner.blocks[:full])
+            req.blocks = owner.blocks[:full]
             req.shared = full
             owner.shared = max(owner.shared, full)
             req.cached = req.hit = full * bs
         need = math.ceil(req.cached / bs) - len(req.blocks)
         if need > 0:
-            req.blocks += self.pool.allocate(need)
+            taken = self.pool.allocate(need)
+            req.blocks = np.concatenate((req.blocks, taken)) if req.blocks.size else taken
         self.slots[slot] = req
         return req
 
@@ -169,8 +174,9 @@ class Scheduler:
         req = self.slots[slot]
         if req is None:
             return
-        still_shared = {b for i, r in enumerate(self.slots) if r is not None and i != slot for b in r.blocks[: r.shared]}
-        self.pool.release([b for b in req.blocks if b not in still_shared])
+        shared = [r.blocks[: r.shared] for i, r in enumerate(self.slots) if r is not None and i != slot and r.shared]
+        freed = req.blocks[~np.isin(req.blocks, np.concatenate(shared))] if shared else req.blocks
+        self.pool.release(freed)
         self.slots[slot] = None
 
     preempt = finish  # a preempted request loses its cache and its slot; it is re-admitted later
@@ -179,27 +185,36 @@ class Scheduler:
 
     def schedule(self, *, padding: str = "none", overlap_extra: int = 0, lookahead: int = 0,
                  extra_width: int = 0) -> Step:
-        """Pack the running requests into one step's ``BatchState`` (nothing is committed yet)."""
+        """Pack the running requests into one step's ``BatchState`` (nothing is committed yet).
+
+        The walk over the slots is plain integers (a running budget and a running count of free blocks); the
+        blocks it grants are taken from the pool in one slice afterwards, in slot order, which hands each
+        request the same ids as one allocation per request would.
+        """
         bs = self.block_size
         n = len(self.slots)
-        enc = np.zeros(n, dtype=np.int32)
-        dec = np.zeros(n, dtype=np.int32)
-        this = np.zeros(n, dtype=np.int32)
+        enc = [0] * n
+        dec = [0] * n
+        this = [0] * n
         phases: list[str] = []
         left = self.budget
+        free = self.pool.free_count
+        grants: list[tuple[Request, int]] = []
         for i, req in enumerate(self.slots):
             if req is None:
                 phases.append("empty")
                 continue
-            dec[i] = req.cached
+            cached = req.cached
+            dec[i] = cached
             if req.idle or left == 0:
                 phases.append(_unscheduled(req, dec, i))
                 continue
-            if req.prefilling:
-                want = min(req.prompt_len - req.cached, left)
-                if req.hit and req.cached == req.hit:
+            prefilling = cached < req.prompt_len
+            if prefilling:
+                want = min(req.prompt_len - cached, left)
+                if req.hit and cached == req.hit:
                     phase = "prefix_hit"
-                elif req.cached > 0 or want < req.prompt_len:
+                elif cached > 0 or want < req.prompt_len:
                     phase = "chunked"
                 else:
                     phase = "prefill"
@@ -209,34 +224,49 @@ class Scheduler:
                     phases.append("idle")
                     continue
                 phase = "mtp" if req.draft else "decode"
-            target = math.ceil((req.cached + want) / bs)  # blocks the step's writes need
-            short = max(0, target - len(req.blocks))
-            if short > self.pool.free_count:
+            held = len(req.blocks)
+            target = -(-(cached + want) // bs)  # blocks the step's writes need
+            short = max(0, target - held)
+            if short > free:
                 # Out of blocks: the request waits unscheduled this step (inferred; an engine preempts or
                 # holds it, and the machine's preempt rule frees blocks). Never a table too short for its writes.
                 phases.append(_unscheduled(req, dec, i))
                 continue
             this[i] = want
-            if req.prefilling:
+            if prefilling:
                 enc[i] = want
             phases.append(phase)
             left -= want
             # The look-ahead is a best effort: it takes only what the pool has left after the step's own blocks.
-            extra = max(0, min(target + lookahead - len(req.blocks) - short, self.pool.free_count - short))
-            if short + extra:
-                req.blocks += self.pool.allocate(short + extra)
+            take = short + max(0, min(target + lookahead - held - short, free - short))
+            if take:
+                grants.append((req, take))
+                free -= take
+        if grants:
+            granted = self.pool.allocate(sum(take for _, take in grants))
+            at = 0
+            for req, take in grants:
+                got = granted[at:at + take]
+                req.blocks = np.concatenate((req.blocks, got)) if req.blocks.size else got
+                at += take
+        held = [len(r.blocks) if r is not None else 0 for r in self.slots]
         # A server's table has a fixed width of at least one block; never a zero-width table.
-        width = max([len(r.blocks) for r in self.slots if r is not None] + [1]) + extra_width
+        width = max([h for h, r in zip(held, self.slots) if r is not None] + [1]) + extra_width
         tables = np.full((n, width), -1, dtype=np.int32)
-        for i, req in enumerate(self.slots):
-            if req is not None and req.blocks:
-                tables[i, : len(req.blocks)] = req.blocks
-        num_tokens = int(this.sum())
-        decode_only = not enc.any()
+        total = sum(held)
+        if total:
+            ids = np.concatenate([r.blocks for r in self.slots if r is not None])
+            counts = np.asarray(held, dtype=np.int64)
+            rows = np.repeat(np.arange(n), counts)
+            cols = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+            tables[rows, cols] = ids
+        num_tokens = sum(this)
+        decode_only = not any(enc)
         padded = pad_tokens(num_tokens, padding, overlap_extra, decode_only=decode_only, max_num_seqs=self.max_num_seqs,
                             num_speculative_tokens=self.num_speculative_tokens)
         state = BatchState.from_dict({
-            "seq_lens_encoder": enc, "seq_lens_decoder": dec, "seq_lens_this_time": this,
+            "seq_lens_encoder": np.asarray(enc, dtype=np.int32), "seq_lens_decoder": np.asarray(dec, dtype=np.int32),
+            "seq_lens_this_time": np.asarray(this, dtype=np.int32),
             "block_tables": tables, "block_size": bs, "padded_num_tokens": padded,
             "max_num_batched_tokens": max(self.buffer_size, padded),
         })
@@ -268,7 +298,7 @@ class Scheduler:
         return done
 
 
-def _unscheduled(req: Request, dec: np.ndarray, i: int) -> str:
+def _unscheduled(req: Request, dec: list[int], i: int) -> str:
     """The phase of a request kept in its slot but not scheduled this step; one with nothing cached is an
     empty slot to the runner (its ``seq_lens_decoder`` is zeroed)."""
     if req.cached == 0:

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from properties.examples import pinned_cases
 from properties.profiles import REQUIRED
 from properties.schedule_model import BlockPool, Scheduler
 from properties.strategies import SWEEP_BLOCK_SIZES, cases
 from tests.support import requires_paddle
+from validation.errors import InputError
 
 # Parented on hypothesis' own defaults, so a profile another test loaded (phases, targeting) cannot change
 # which 300 examples are drawn: the reach assertions below depend on exactly these draws.
@@ -72,13 +74,13 @@ def test_allocator_gives_each_request_unique_blocks_and_shares_only_full_prefix_
     owner = sched.admit(0, 20, cached=9)
     sharer = sched.admit(1, 30, cached=9, prefix_from=0)
     other = sched.admit(2, 5)
-    assert sharer.blocks[:2] == owner.blocks[:2] and sharer.cached == 8
+    assert sharer.blocks[:2].tolist() == owner.blocks[:2].tolist() and sharer.cached == 8
     step = sched.schedule()
     step.state.validate()
-    own = [set(r.blocks[r.shared:]) for r in (owner, sharer, other)]
+    own = [set(r.blocks[r.shared:].tolist()) for r in (owner, sharer, other)]
     assert not (own[0] & own[1]) and not (own[1] & own[2])
     sched.finish(0)
-    assert set(sharer.blocks[:2]) & set(sched.pool._free) == set()  # still held by the sharer
+    assert set(sharer.blocks[:2].tolist()) & set(sched.pool._free.tolist()) == set()  # still held by the sharer
 
 
 def test_a_pool_short_of_a_steps_blocks_leaves_the_request_idle_not_a_table_too_short() -> None:
@@ -95,7 +97,7 @@ def test_a_pool_short_of_a_steps_blocks_leaves_the_request_idle_not_a_table_too_
         # waits without spending the budget; the third's 1 block still fits.
         assert step.phases == ("prefill", "idle", "prefill")
         assert step.state.seq_lens_this_time.tolist() == [8, 0, 3]
-        assert len(first.blocks) == 2 + lookahead and second.blocks == [] and len(third.blocks) == 1
+        assert len(first.blocks) == 2 + lookahead and len(second.blocks) == 0 and len(third.blocks) == 1
         sched.commit(step)
     # Full: a decode step that needs a new block it cannot get waits idle with its cache kept.
     sched = Scheduler(np.random.default_rng(1), block_size=4, num_slots=1, budget=64, pool_blocks=1,
@@ -112,7 +114,7 @@ def test_block_pool_hands_out_what_a_min_heap_would() -> None:
     form must give the same ids in the same order through any sequence of allocations and releases."""
     rng = np.random.default_rng(7)
     pool = BlockPool(300, np.random.default_rng(3))
-    heap = sorted(pool._free)
+    heap = sorted(pool._free.tolist())
     held: list[list[int]] = []
     for _ in range(400):
         if held and rng.random() < 0.4:
@@ -122,10 +124,41 @@ def test_block_pool_hands_out_what_a_min_heap_would() -> None:
                 heapq.heappush(heap, block)
         else:
             n = int(rng.integers(0, min(40, len(heap)) + 1))
-            got = pool.allocate(n)
+            got = pool.allocate(n).tolist()
             assert got == [heapq.heappop(heap) for _ in range(n)]
             held.append(got)
     assert pool.free_count == len(heap)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(case=cases(SWEEP_BLOCK_SIZES), breach=st.sampled_from(("none", "unallocated", "shared", "past_table")),
+       pick=st.integers(0, 2**16))
+def test_the_whole_array_written_block_check_agrees_with_the_walk(case, breach: str, pick: int) -> None:
+    """``validate()`` walks the written blocks only when the whole-array check says one breaks the rule: both
+    must give one answer, on the states a server makes and on each breach of the rule made from them."""
+    import dataclasses  # noqa: PLC0415
+
+    state = case.state
+    live = np.flatnonzero(state.seq_lens_this_time > 0)
+    if breach != "none" and live.size:
+        tables = state.block_tables.copy()
+        b = int(live[pick % live.size])
+        last = int(state.seq_lens_decoder[b]) + int(state.seq_lens_this_time[b]) - 1
+        others = [int(o) for o in live if o != b]
+        if breach == "unallocated":
+            tables[b, last // state.block_size] = -1
+        elif breach == "shared" and others:
+            o = others[pick % len(others)]
+            tables[b, last // state.block_size] = tables[o, int(state.seq_lens_decoder[o]) // state.block_size]
+        elif breach == "past_table":
+            tables = tables[:, : last // state.block_size]
+        state = dataclasses.replace(state, block_tables=tables)
+    try:
+        state._name_written_block_breach()
+        walk_holds = True
+    except InputError:
+        walk_holds = False
+    assert state._written_blocks_hold() == walk_holds
 
 
 def test_strategies_draw_every_kind_of_runner_buffer() -> None:
@@ -180,7 +213,7 @@ def test_state_machine_starts_after_the_servers_start_up(tmp_path) -> None:
     padded = dataclasses.replace(machine.history[-1], padded_num_tokens=64).validate()
     out = machine.candidate(padded.step_inputs())  # the batch-1 decode again, launched over the buffer's tail
     assert out["slot_mapping"][1:64].tolist() == list(range(1, 64))  # what a first padded served step reads
-    assert machine.sched.pool.allocate(2) == [0, 1]  # a fresh server's pool: lowest ids first
+    assert machine.sched.pool.allocate(2).tolist() == [0, 1]  # a fresh server's pool: lowest ids first
 
     pre = FuzzConfig("oracle", "single_step", out_dir=tmp_path, pre_serving=True)
     machine = build_machine(pre, Collector(pre))()

@@ -62,14 +62,18 @@ def truth(state: Any) -> Truth:
     this_time: Sequence[int] = [int(x) for x in data["seq_lens_this_time"]]
     rows: list[TokenTruth] = []
     for request, (cached, count) in enumerate(zip(decoded, this_time)):
-        table = _ints(data["block_tables"][request]) if count > 0 else []  # only the rows a token reads
+        if count <= 0:
+            continue
+        row = data["block_tables"][request]  # only the rows a token reads, and of those only the cells
+        width, first = len(row), cached // bs if cached >= 0 else 0
+        cells = _ints(row[first:(cached + count - 1) // bs + 1] if cached >= 0 else row)
         for i in range(count):
             position = cached + i
             logical = position // bs
-            if logical >= len(table) or table[logical] < 0:
+            if logical >= width or cells[logical - first] < 0:
                 raise InvalidStateError(
                     f"request {request} position {position}: logical block {logical} is not allocated")
-            slot = table[logical] * bs + position % bs
+            slot = cells[logical - first] * bs + position % bs
             rows.append(TokenTruth(len(rows), request, position, logical, slot))
     num_tokens = len(rows)
     padded = data.get("padded_num_tokens")

@@ -238,7 +238,7 @@ class BatchState:
             raise InputError(
                 "seq_lens_decoder", f"request {b} reaches position {int(last[b])} (seq_lens_decoder {int(dec[b])} + "
                 f"seq_lens_this_time {int(this[b])} - 1), past int32's {INT32_MAX}: {POSITION_RULE}", b)
-        for b in range(bsz):
+        for b in np.flatnonzero(((enc > 0) & (this != enc)) | ((enc == 0) & (this > 0) & (dec == 0))).tolist():
             if enc[b] > 0 and this[b] != enc[b]:
                 raise InputError(
                     "seq_lens_this_time", f"a prefilling request (seq_lens_encoder={int(enc[b])}) contributes exactly "
@@ -295,6 +295,11 @@ class BatchState:
 
     def _validate_written_blocks(self) -> None:
         """Every real token lands on an allocated block of its own request, owned by that request alone."""
+        if not self._written_blocks_hold():
+            self._name_written_block_breach()
+
+    def _name_written_block_breach(self) -> None:
+        """Walk the written blocks request by request and raise for the first that breaks the rule."""
         bs, width = self.block_size, self.max_blocks
         writer: dict[int, tuple[int, int]] = {}
         for b in range(self.bsz):
@@ -321,6 +326,27 @@ class BatchState:
                         f"block {other_logical}) and request {b} (logical block {logical}): one block, one owner",
                         (b, logical))
                 writer[block] = (b, logical)
+
+
+    def _written_blocks_hold(self) -> bool:
+        """The rule of ``_validate_written_blocks`` checked on whole arrays: True when no request breaks it.
+
+        Why: the walk (``_name_written_block_breach``) names the first breach exactly, but costs a Python step
+        per written block, and every generated state passes through here; it runs only when this says False.
+        """
+        bs, width = self.block_size, self.max_blocks
+        live = np.flatnonzero(self.seq_lens_this_time > 0)
+        if live.size == 0:
+            return True
+        first = self.seq_lens_decoder[live].astype(np.int64) // bs
+        last = (self.seq_lens_decoder[live].astype(np.int64) + self.seq_lens_this_time[live] - 1) // bs
+        if int(last.max()) >= width:
+            return False
+        counts = last - first + 1
+        rows = np.repeat(live, counts)
+        logical = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(first, counts)
+        blocks = self.block_tables[rows, logical]
+        return bool((blocks >= 0).all()) and np.unique(blocks).size == blocks.size
 
 
 def _int_vector(field: str, value: Any) -> np.ndarray:
