@@ -327,7 +327,6 @@ class BatchState:
                         (b, logical))
                 writer[block] = (b, logical)
 
-
     def _written_blocks_hold(self) -> bool:
         """The rule of ``_validate_written_blocks`` checked on whole arrays: True when no request breaks it.
 
