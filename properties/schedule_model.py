@@ -16,7 +16,7 @@ import numpy as np
 
 from validation.launch_padding import MAX_NUM_SEQS, MAX_OVERLAP, launch_size
 from validation.start_up import MAX_MODEL_LEN
-from validation.state import BatchState
+from validation.state import BatchState, ranges
 
 INT32_MAX = 2**31 - 1
 LAUNCH_LIMIT = 1024  # threads in one CUDA block: <<<1, bsz>>> launches at most this many requests
@@ -256,10 +256,7 @@ class Scheduler:
         total = sum(held)
         if total:
             ids = np.concatenate([r.blocks for r in self.slots if r is not None])
-            counts = np.asarray(held, dtype=np.int64)
-            rows = np.repeat(np.arange(n), counts)
-            cols = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-            tables[rows, cols] = ids
+            tables[np.repeat(np.arange(n), held), ranges(np.zeros(n), held)] = ids
         num_tokens = sum(this)
         decode_only = not any(enc)
         padded = pad_tokens(num_tokens, padding, overlap_extra, decode_only=decode_only, max_num_seqs=self.max_num_seqs,

@@ -142,3 +142,10 @@ def test_runner_fields_that_no_runner_could_hold_are_refused_in_one_line(fields:
     with pytest.raises(InputError, match=message) as info:
         BatchState.from_dict({**RUNNER_BASE, **fields})
     assert "\n" not in str(info.value)
+
+
+def test_ranges_walks_each_run_in_order_and_skips_empty_ones() -> None:
+    from validation.state import ranges  # noqa: PLC0415
+
+    assert ranges(np.array([5, 9, 2]), np.array([2, 0, 3])).tolist() == [5, 6, 2, 3, 4]
+    assert ranges(np.zeros(0), np.zeros(0)).tolist() == []

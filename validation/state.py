@@ -342,10 +342,16 @@ class BatchState:
         if int(last.max()) >= width:
             return False
         counts = last - first + 1
-        rows = np.repeat(live, counts)
-        logical = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(first, counts)
-        blocks = self.block_tables[rows, logical]
+        blocks = self.block_tables[np.repeat(live, counts), ranges(first, counts)]
         return bool((blocks >= 0).all()) and np.unique(blocks).size == blocks.size
+
+
+def ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """int64: ``starts[i], starts[i] + 1, ..., starts[i] + counts[i] - 1`` for every ``i``, one after another (the
+    cells a row-by-row walk would visit, addressed at once)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    within = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    return np.repeat(np.asarray(starts, dtype=np.int64), counts) + within
 
 
 def _int_vector(field: str, value: Any) -> np.ndarray:
