@@ -75,6 +75,32 @@ def test_findings_repeated_in_every_layer_fold_into_one() -> None:
     assert report.counts[FIX] == 2
 
 
+def test_a_capped_report_keeps_the_first_findings_of_each_group_in_order_and_counts_the_rest() -> None:
+    """``max_per_group`` only drops findings: the kept ones are the uncapped report's first of each (verdict,
+    consumer), in the same order, and every dropped one is counted in ``elided``."""
+    state = make_state(padded_num_tokens=40)  # one real token, 39 padded rows
+    base = _obs([10], [202] + [-1] * 39)
+    pad = np.asarray([202] + [5] * 39, dtype=np.int64)  # a live slot on every padded row: a REGRESSION each
+    other = pad.copy()
+    other[1::2] = 6  # layer 1 differs from layer 0 on odd rows: those fold no more, one finding per layer
+    cand = Observation(position_ids=np.asarray([10], np.int32), layers=[
+        {"indexer": pad, "attention": pad}, {"indexer": pad, "attention": other}])
+    full = compare.triage(state, base, cand, "b", "c", num_layers=2)
+    capped = compare.triage(state, base, cand, "b", "c", num_layers=2, max_per_group=3)
+    kept: list = []
+    seen: dict = {}
+    for f in full.findings:
+        key = (f.verdict, f.consumer)
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] <= 3:
+            kept.append(f)
+    assert capped.findings == kept
+    assert dict(capped.elided) == {key: n - 3 for key, n in seen.items() if n > 3}
+    assert seen == {(REGRESSION, "indexer"): 39, (REGRESSION, "attention"): 39 + 20}
+    assert [f.layers for f in capped.findings if f.consumer == "attention"] == [(0,), (1,), (0, 1)]
+    assert capped.counts == full.counts
+
+
 def test_wrong_dtype_is_a_finding_even_when_values_agree() -> None:
     cand = _obs([10], np.asarray([202, -1, -1], dtype=np.int32))
     report = _triage(_obs([10], [202, -1, -1]), cand)

@@ -9,6 +9,7 @@ fails after a fork stands in for that here, on any machine.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import signal
@@ -251,3 +252,15 @@ def test_a_plug_in_that_segfaults_fails_the_run_in_one_line(tmp_path: Path, jobs
     truth = "while running it" if jobs == "2" else "before it started"
     reason = "" if jobs == "2" else "not run: "
     assert f"FAILED truth with an error: {reason}its worker process was killed by SIGSEGV {truth}" in done.stdout
+
+
+def test_an_in_process_run_gives_back_the_callers_garbage_collector_thresholds(tmp_path: Path) -> None:
+    """The run collects young garbage less often while it fuzzes, and a library caller keeps its own setting."""
+    before = gc.get_threshold()
+    gc.set_threshold(123, 4, 5)
+    try:
+        run_fuzz("oracle", "oracle", profile="dev", properties=["equivalence"], max_examples=2,
+                 out_dir=tmp_path / "out", in_process=True)
+        assert gc.get_threshold() == (123, 4, 5)
+    finally:
+        gc.set_threshold(*before)

@@ -305,31 +305,46 @@ def _emit(report: Report, consumer: str, expected: Truth, truth_vals: np.ndarray
     """Count every element's verdict; one finding per non-OK token, folded over the layers that agree."""
     for code, name in enumerate(CODE_NAMES):
         report.counts[name] += int((codes == code).sum())
-    layers, cap = codes.shape[0], report.max_per_group
-    built: Counter = Counter()
+    layers = codes.shape[0]
     same = ((codes == codes[0]).all(0) & (b_val == b_val[0]).all(0) & (c_val == c_val[0]).all(0)
             & (b_has == b_has[0]).all(0) & (c_has == c_has[0]).all(0))
-    for token in np.flatnonzero((codes != 0).any(0)):
-        rows = [0] if same[token] else [i for i in range(layers) if codes[i, token] != 0]
+    for i, token in _findings_to_build(report, consumer, codes, same):
         t = expected.tokens[token]
-        for i in rows:
-            verdict = CODE_NAMES[codes[i, token]]
-            if cap is not None and built[verdict] >= cap:
-                report.elided[(verdict, consumer)] += 1
-                continue
-            built[verdict] += 1
-            shown = tuple(range(layers)) if same[token] else (i,)
-            report.findings.append(Finding(
-                verdict, consumer,
-                baseline=int(b_val[i, token]) if b_has[i, token] else MISSING,
-                candidate=int(c_val[i, token]) if c_has[i, token] else MISSING,
-                oracle="<0" if padding[token] else int(truth_vals[token]),
-                token=int(token), request=t.request, position=t.position, logical_block=t.logical_block,
-                layers=shown if per_layer else (),
-                note=_explain(int(truth_vals[token]), bool(padding[token]), bool(c_ok[i, token]), int(c_val[i, token]),
-                              bool(c_has[i, token]), consumer, verdict, bool(b_ok[i, token]), report),
-                baseline_right=bool(b_ok[i, token]),
-            ))
+        verdict = CODE_NAMES[codes[i, token]]
+        shown = tuple(range(layers)) if same[token] else (i,)
+        report.findings.append(Finding(
+            verdict, consumer,
+            baseline=int(b_val[i, token]) if b_has[i, token] else MISSING,
+            candidate=int(c_val[i, token]) if c_has[i, token] else MISSING,
+            oracle="<0" if padding[token] else int(truth_vals[token]),
+            token=int(token), request=t.request, position=t.position, logical_block=t.logical_block,
+            layers=shown if per_layer else (),
+            note=_explain(int(truth_vals[token]), bool(padding[token]), bool(c_ok[i, token]), int(c_val[i, token]),
+                          bool(c_has[i, token]), consumer, verdict, bool(b_ok[i, token]), report),
+            baseline_right=bool(b_ok[i, token]),
+        ))
+
+
+def _findings_to_build(report: Report, consumer: str, codes: np.ndarray, same: np.ndarray) -> list[tuple[int, int]]:
+    """The (layer, token) cells that get a finding, in token order: one per wrong token whose layers all agree
+    (its layer 0), else one per wrong layer; past ``max_per_group`` of a verdict, the rest are only counted in
+    ``report.elided``. Why in numpy: a state whose padded tail is wrong has thousands of wrong cells, and a
+    Python step per elided cell was most of its triage."""
+    wrong = np.flatnonzero((codes != 0).any(0))
+    cells = codes[:, wrong] != 0
+    cells[1:, same[wrong]] = False  # agreeing layers: one finding, shown as all layers
+    token_at, layer = np.nonzero(cells.T)  # token-major, then layer: the order findings are listed in
+    token = wrong[token_at]
+    verdict = codes[layer, token]
+    keep = np.ones(token.shape[0], dtype=bool)
+    cap = report.max_per_group
+    if cap is not None:
+        for code in np.unique(verdict):
+            of_code = np.flatnonzero(verdict == code)
+            if of_code.shape[0] > cap:
+                keep[of_code[cap:]] = False
+                report.elided[(CODE_NAMES[code], consumer)] += int(of_code.shape[0] - cap)
+    return list(zip(layer[keep].tolist(), token[keep].tolist()))
 
 
 def _explain(truth_val: int, padding: bool, c_ok: bool, c_val: int, c_has: bool, consumer: str, verdict: str,
