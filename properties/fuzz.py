@@ -253,8 +253,9 @@ def _missing(collector: Collector, profile: str, sizes: Sequence[int]) -> list[s
 def _run_properties(config: FuzzConfig, names: Sequence[str], options: dict[str, Any], stop_at_first_failure: bool,
                     progress: Progress | None, deadline: float | None = None,
                     send: Callable[[tuple[str, Any]], None] | None = None) -> Collector:
-    """Run some properties in this process, one collector for all of them (each in its time slice). ``send``
-    (a worker's pipe) gets ``("start", name)`` before each property and the whole collector after it."""
+    """Run some properties in this process, one collector for all of them (each in its time slice), collecting
+    young garbage less often meanwhile. ``send`` (a worker's pipe) gets ``("start", name)`` before each property
+    and the whole collector after it."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     collector = Collector(config)
     with _young_collections_every(GC_YOUNG_THRESHOLD):
@@ -264,8 +265,9 @@ def _run_properties(config: FuzzConfig, names: Sequence[str], options: dict[str,
 
 # Allocations between two young-generation collections while the properties run (CPython's default: 700).
 # Why: a state allocates thousands of short-lived objects (numpy scalars, dicts of knobs, Paddle handles) that
-# die young anyway, and at the default every few states paid a collection: 4-5% of the ``ci`` run's CPU
-# (BENCHMARKS, "Fewer garbage collections"). Nothing the properties compute depends on when garbage is freed.
+# die young anyway, and at the default every few states paid a collection: 5% of the ``ci`` run's CPU
+# (``benchmarks/bench_gc_threshold.py``; BENCHMARKS, "Fewer garbage collections"). Nothing the properties
+# compute depends on when garbage is freed.
 GC_YOUNG_THRESHOLD = 50_000
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from support import make_state
 from validation.errors import InputError
-from validation.state import BatchState
+from validation.state import BatchState, ranges
 
 
 def test_derived_views_pack_tokens_request_after_request() -> None:
@@ -145,7 +145,5 @@ def test_runner_fields_that_no_runner_could_hold_are_refused_in_one_line(fields:
 
 
 def test_ranges_walks_each_run_in_order_and_skips_empty_ones() -> None:
-    from validation.state import ranges  # noqa: PLC0415
-
     assert ranges(np.array([5, 9, 2]), np.array([2, 0, 3])).tolist() == [5, 6, 2, 3, 4]
     assert ranges(np.zeros(0), np.zeros(0)).tolist() == []
