@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-CONSUMER_NAMES = ("indexer", "attention")
-
 
 @dataclass
 class TaintTracker:

@@ -127,7 +127,6 @@ class Engine:
         self.caches = self.model.new_caches(num_blocks=self.cache_slots // bs, block_size=bs)
         impl = resolve(config.slot_mapping, backend=config.backend, num_layers=self.num_layers,
                        field_name="slot_mapping")
-        self.slot_mapping_name = impl.name
         self._slot_fn = impl.new()  # one instance per engine: persistent buffers live across steps
         self._requests: dict[int, Request] = {}
         self._ids = itertools.count()

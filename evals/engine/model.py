@@ -113,7 +113,6 @@ class DSAModel:
         self.num_index_heads = num_index_heads
         self.index_query_heads = [i * c.num_heads // num_index_heads for i in range(num_index_heads)]
         group = c.num_heads // c.num_kv_heads
-        self.index_key_groups = [h // group for h in self.index_query_heads]
         self._block_diag_cols = paddle.to_tensor(_block_diagonal_columns(c, range(c.num_heads)))
         self._index_query_cols = paddle.to_tensor(_block_diagonal_columns(c, self.index_query_heads))
         self._diag_cols = paddle.to_tensor(
