@@ -46,7 +46,6 @@ class Checkout:
     commit: str
     shape: Shape
     trees: dict[str, ast.Module] = field(repr=False, compare=False)
-    sources: dict[str, str] = field(repr=False, compare=False)
 
     def function(self, relpath: str, name: str, cls: str | None = None) -> ast.FunctionDef:
         """The ``def name`` in ``relpath`` (inside class ``cls`` when given); exit 2 naming both when absent."""
@@ -55,12 +54,6 @@ class Checkout:
             where = f"{cls}.{name}" if cls else name
             raise InputError("fastdeploy", f"{self.root / relpath}: no def {where} (looked for it by ast)")
         return found
-
-    def segment(self, relpath: str, node: ast.AST) -> str:
-        """The node's own source text, as written in the checkout."""
-        text = ast.get_source_segment(self.sources[relpath], node)
-        assert text is not None  # nodes come from this very source
-        return text
 
     def cite(self, relpath: str, node: ast.AST) -> str:
         """``file:line@commit`` for reports."""
@@ -96,14 +89,14 @@ def called_names(node: ast.AST) -> set[str]:
     return names
 
 
-def _parse(root: Path, relpath: str) -> tuple[ast.Module, str]:
+def _parse(root: Path, relpath: str) -> ast.Module:
     path = root / relpath
     try:
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError("fastdeploy", f"{path}: cannot read ({type(exc).__name__})") from None
     try:
-        return ast.parse(source, filename=str(path)), source
+        return ast.parse(source, filename=str(path))
     except SyntaxError as exc:
         raise InputError("fastdeploy", f"{path}:{exc.lineno}: does not parse as Python ({exc.msg})") from None
 
@@ -144,13 +137,13 @@ def open_checkout(path: str, commit: str | None = None) -> Checkout:
     if not (root / RUNNER).is_file():
         raise InputError("fastdeploy", f"{root}: not a FastDeploy checkout (looked for {RUNNER})")
     wanted = [RUNNER, INPUT_BATCH, MODEL, DSA_BACKEND]
-    trees, sources = {}, {}
+    trees = {}
     for relpath in wanted:
         if (root / relpath).is_file():
-            trees[relpath], sources[relpath] = _parse(root, relpath)
+            trees[relpath] = _parse(root, relpath)
     shape = detect_shape(root, trees)
     needed = [INPUT_BATCH] if shape is not Shape.LEGACY else [MODEL, DSA_BACKEND]
     for relpath in needed:
         if relpath not in trees:
             raise InputError("fastdeploy", f"{root / relpath}: missing (the {shape} shape reads it)")
-    return Checkout(root.resolve(), commit or read_commit(root.resolve()), shape, trees, sources)
+    return Checkout(root.resolve(), commit or read_commit(root.resolve()), shape, trees)
