@@ -56,6 +56,15 @@ def _same_as_truth(state: BatchState) -> bool:
     return (arrays is not None and arrays[0].tolist() == expected.positions and arrays[1].tolist() == expected.slots)
 
 
+def test_a_negative_position_is_no_slot_not_a_wrapped_index() -> None:
+    """Position -3 at block size 4 is logical block -1: Python and numpy would read the row's last cell."""
+    state = BatchState.from_dict(dict(block_size=4, seq_lens_encoder=[0], seq_lens_decoder=[-3],
+                                      seq_lens_this_time=[2], block_tables=[[7, 8]]), validate=False)
+    with pytest.raises(InvalidStateError, match="seq_lens_decoder -3 is negative"):
+        truth(state)
+    assert truth_arrays(state) is None
+
+
 @pytest.mark.parametrize("path", state_files(), ids=lambda p: p.stem)
 def test_the_numpy_form_agrees_with_the_truth_on_every_fixture(path) -> None:
     assert _same_as_truth(BatchState.from_dict(load_fixture(path)["state"], validate=False))

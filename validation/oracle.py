@@ -64,9 +64,11 @@ def truth(state: Any) -> Truth:
     for request, (cached, count) in enumerate(zip(decoded, this_time)):
         if count <= 0:
             continue
+        if cached < 0:  # a negative position has no block: never a wrapped index into the row's end
+            raise InvalidStateError(f"request {request}: seq_lens_decoder {cached} is negative")
         row = data["block_tables"][request]  # only the rows a token reads, and of those only the cells
-        width, first = len(row), cached // bs if cached >= 0 else 0
-        cells = _ints(row[first:(cached + count - 1) // bs + 1] if cached >= 0 else row)
+        width, first = len(row), cached // bs
+        cells = _ints(row[first:(cached + count - 1) // bs + 1])
         for i in range(count):
             position = cached + i
             logical = position // bs
@@ -96,7 +98,7 @@ def truth_arrays(state: Any) -> tuple[Any, Any] | None:
     first = np.cumsum(this) - this  # each request's first packed row
     positions = np.asarray(state.seq_lens_decoder, dtype=np.int64)[rows] + np.arange(n) - first[rows]
     logical = positions // bs
-    if n and int(logical.max()) >= tables.shape[1]:
+    if n and (int(logical.max()) >= tables.shape[1] or int(logical.min()) < 0):
         return None
     ids = tables[rows, logical]
     if bool((ids < 0).any()):
