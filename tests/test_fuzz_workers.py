@@ -22,7 +22,7 @@ import pytest
 
 from properties.collector import Collector
 from properties.config import FuzzConfig
-from properties.fuzz import _can_run_before_fork, run_fuzz
+from properties.fuzz import GC_YOUNG_THRESHOLD, _can_run_before_fork, run_fuzz
 from properties.workers import run_shares
 from tests.support import ROOT, requires_paddle
 from validation.errors import InputError
@@ -254,13 +254,15 @@ def test_a_plug_in_that_segfaults_fails_the_run_in_one_line(tmp_path: Path, jobs
     assert f"FAILED truth with an error: {reason}its worker process was killed by SIGSEGV {truth}" in done.stdout
 
 
-def test_an_in_process_run_gives_back_the_callers_garbage_collector_thresholds(tmp_path: Path) -> None:
+def test_an_in_process_run_raises_the_young_threshold_and_gives_back_the_callers(tmp_path: Path) -> None:
     """The run collects young garbage less often while it fuzzes, and a library caller keeps its own setting."""
     before = gc.get_threshold()
     gc.set_threshold(123, 4, 5)
+    during: list[tuple[int, int, int]] = []
     try:
         run_fuzz("oracle", "oracle", profile="dev", properties=["equivalence"], max_examples=2,
-                 out_dir=tmp_path / "out", in_process=True)
+                 out_dir=tmp_path / "out", in_process=True, progress=lambda _: during.append(gc.get_threshold()))
+        assert during == [(GC_YOUNG_THRESHOLD, 4, 5)]  # raised while the property ran, the older generations kept
         assert gc.get_threshold() == (123, 4, 5)
     finally:
         gc.set_threshold(*before)
