@@ -21,6 +21,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -103,8 +104,9 @@ def main() -> None:
     args = parser.parse_args()
     runs = []
     for repeat in range(args.repeats):
-        out = subprocess.run([sys.executable, "-c", CHILD, "/tmp/dsa-bench-stages", args.properties], cwd=REPO, check=True,
-                             capture_output=True, text=True).stdout
+        with tempfile.TemporaryDirectory() as out_dir:  # a fresh findings folder per run: nothing carried over
+            out = subprocess.run([sys.executable, "-c", CHILD, out_dir, args.properties], cwd=REPO, check=True,
+                                 capture_output=True, text=True).stdout
         run = json.loads(out.strip().splitlines()[-1])
         runs.append(run)
         floor = sum(run["stages"][s] for s in FLOOR)

@@ -16,6 +16,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,8 +47,9 @@ def main() -> None:
     runs: dict[str, list[dict]] = {name: [] for name in arms}
     for repeat in range(args.repeats):
         for name, threshold in arms.items():
-            out = subprocess.run([sys.executable, "-c", CHILD, str(threshold), "/tmp/dsa-bench-gc"], cwd=REPO,
-                                 check=True, capture_output=True, text=True).stdout
+            with tempfile.TemporaryDirectory() as out_dir:  # a fresh findings folder per run: nothing carried over
+                out = subprocess.run([sys.executable, "-c", CHILD, str(threshold), out_dir], cwd=REPO,
+                                     check=True, capture_output=True, text=True).stdout
             run = json.loads(out.strip().splitlines()[-1])
             runs[name].append(run)
             print(f"run {repeat + 1} {name}: {run['states']} states, {run['cpu']:.2f} CPU s, "
