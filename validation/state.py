@@ -247,9 +247,8 @@ class BatchState:
                 raise InputError(
                     "seq_lens_decoder", "a decoding request (seq_lens_encoder=0, seq_lens_this_time>0) needs a "
                     "cached prefix: must be > 0", b)
-        bad = np.argwhere(self.block_tables < -1)
-        if bad.size:
-            r, c = (int(x) for x in bad[0])
+        if _below_minus_one(self.block_tables):
+            r, c = (int(x) for x in np.argwhere(self.block_tables < -1)[0])
             raise InputError("block_tables", f"block ids are >= 0, or -1 for unallocated; got {int(self.block_tables[r, c])}", (r, c))
         if self.padded_num_tokens < self.num_tokens:
             raise InputError("padded_num_tokens", f"must be >= the real token count {self.num_tokens}, got {self.padded_num_tokens}")
@@ -277,9 +276,8 @@ class BatchState:
             if self.bsz + past.shape[0] > MAX_NUM_SEQS:
                 raise InputError("block_tables_past_bsz", f"bsz {self.bsz} + {past.shape[0]} rows past it exceed "
                                  f"max_num_seqs <= {MAX_NUM_SEQS} (FDConfig.check)")
-            bad = np.argwhere(past < -1)
-            if bad.size:
-                r, c = (int(x) for x in bad[0])
+            if _below_minus_one(past):
+                r, c = (int(x) for x in np.argwhere(past < -1)[0])
                 raise InputError("block_tables_past_bsz", f"block ids are >= 0, or -1; got {int(past[r, c])}", (r, c))
         written = self.batch_ids_written
         if written is not None:
@@ -344,6 +342,13 @@ class BatchState:
         counts = last - first + 1
         blocks = self.block_tables[np.repeat(live, counts), ranges(first, counts)]
         return bool((blocks >= 0).all()) and np.unique(blocks).size == blocks.size
+
+
+def _below_minus_one(table: np.ndarray) -> bool:
+    """Whether a block table holds an id below -1: its minimum, not ``argwhere``, which builds an index array of a
+    whole (up to 2**18-cell) table for every state generated (a tenth of generation's CPU), and is left to name
+    the cell once there is one."""
+    return bool(table.size) and int(table.min()) < -1
 
 
 def ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
