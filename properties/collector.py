@@ -113,6 +113,8 @@ class Collector:
         self.deadline: float | None = None  # perf_counter() time at which the current property must end
         self.groups: dict[tuple[str, str], Group] = {}
         self._smallest_failure: dict[str, tuple[int, int]] = {}
+        # Each failed property's smallest failing case and its report, for the reducer (``case_reducer``).
+        self.failures: dict[str, tuple[Case, Report]] = {}
 
     def start(self, name: str) -> PropertyStats:
         self.stats[name] = PropertyStats(name)
@@ -133,13 +135,11 @@ class Collector:
         this_size = size(case)
         touched: set[tuple[str, str]] = set()
         last_scenario: dict[tuple[str, str], str] = {}
-        failing = False
         for finding in report.findings:
             key = (finding.verdict, scenario_of(finding, case))
             group = self.groups.get(key)
             if group is None:
                 group = self.groups.setdefault(key, Group(*key, known=self.config.known(*key)))
-            failing |= finding.verdict in self.config.failing_verdicts and group.known is None
             group.count += 1
             group.consumers[finding.consumer] += 1
             touched.add(key)
@@ -158,13 +158,33 @@ class Collector:
             if group.case is None or this_size < size(group.case):
                 group.case, group.verdicts = case, tuple(sorted(report.verdicts))
                 self._write_group(group)  # on disk as found: a run killed later keeps it
+        failing = bool(self.failing_kinds(case, report))
         if failing:
             self._fail(stats, case, report)
         if self.deadline is not None and time.perf_counter() >= self.deadline:
             raise BudgetSpent(name)
         return failing
 
-    def _fail(self, stats: PropertyStats, case: Case, report: Report) -> None:
+    def failing_kinds(self, case: Case, report: Report) -> frozenset[tuple[str, str]]:
+        """The (verdict, consumer) of every finding that fails the property: a failing verdict, not a known one."""
+        return frozenset((f.verdict, f.consumer) for f in report.findings if f.verdict in self.config.failing_verdicts
+                         and self._known(f.verdict, scenario_of(f, case)) is None)
+
+    def _known(self, verdict: str, scenario: str) -> str | None:
+        group = self.groups.get((verdict, scenario))  # its group holds the answer once the finding was recorded
+        return self.config.known(verdict, scenario) if group is None else group.known
+
+    def adopt(self, name: str, case: Case, report: Report, reduced_from: Case) -> None:
+        """Keep a reduced failing case (``case_reducer``) as the property's counterexample and as the smallest case
+        of each finding group it shows, written at once. Nothing is counted: it is not a generated state."""
+        for finding in report.findings:
+            group = self.groups.get((finding.verdict, scenario_of(finding, case)))
+            if group is not None and (group.case is None or size(case) < size(group.case)):
+                group.case, group.verdicts = case, tuple(sorted(report.verdicts))
+                self._write_group(group)
+        self._fail(self.stats[name], case, report, reduced_from)
+
+    def _fail(self, stats: PropertyStats, case: Case, report: Report, reduced_from: Case | None = None) -> None:
         if not stats.failed:
             stats.failed = True
             stats.examples_to_failure = stats.examples
@@ -173,7 +193,9 @@ class Collector:
         if stats.name in self._smallest_failure and size(case) > self._smallest_failure[stats.name]:
             return
         self._smallest_failure[stats.name] = size(case)
-        stats.counterexample = case_file(case, sorted(report.verdicts), self.config, name=stats.name)
+        self.failures[stats.name] = (case, report)
+        stats.counterexample = case_file(case, sorted(report.verdicts), self.config, name=stats.name,
+                                         reduced_from=reduced_from)
         stats.report = report.to_dict(max_findings=50)
         stats.path = write_json(self.config.out_dir / f"{stats.name}.json", stats.counterexample)
 
@@ -210,11 +232,17 @@ class Collector:
                                 case_file(group.case, group.verdicts, self.config, name=slug))
 
 
-def case_file(case: Case, verdicts: Sequence[str], config: FuzzConfig, *, name: str) -> dict[str, Any]:
-    """A case in the regression-file form (``BatchState.from_json`` reads its ``state``)."""
+def case_file(case: Case, verdicts: Sequence[str], config: FuzzConfig, *, name: str,
+              reduced_from: Case | None = None) -> dict[str, Any]:
+    """A case in the regression-file form (``BatchState.from_json`` reads its ``state``); a reduced one says what
+    it was reduced from."""
+    note = f"found by dsa-validate fuzz; scenarios: {', '.join(sorted(case.tags))}"
+    if reduced_from is not None:
+        old = reduced_from.state
+        note += f"; reduced from {old.bsz} requests, {old.num_tokens} tokens, {old.max_blocks} table columns"
     data: dict[str, Any] = {
         "name": name,
-        "note": f"found by dsa-validate fuzz; scenarios: {', '.join(sorted(case.tags))}",
+        "note": note,
         "state": case.state.to_dict(),
         "baseline": config.baseline,
         "candidate": config.candidate,

@@ -25,6 +25,7 @@ from hypothesis import reporting
 from hypothesis.reporting import with_reporter
 
 from properties import profiles
+from properties.case_reducer import reduce_failure
 from properties.collector import Collector, Group, PropertyStats
 from properties.config import DEFAULT_OUT, PROPERTY_LAYERS, FuzzConfig
 from properties.strategies import DEFAULT_BLOCK_SIZES, SWEEP_BLOCK_SIZES
@@ -307,6 +308,8 @@ def _run_each(config: FuzzConfig, names: Sequence[str], options: dict[str, Any],
             stats.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         for message in held:
             reporting.default(message)
+        if stats.failed:
+            reduce_failure(name, config, collector)  # hypothesis shrank the knobs; this shrinks the state
         collector.stop(name)
         if send:
             send(("done", collector))

@@ -78,11 +78,14 @@ class Case:
     @classmethod
     def from_dict(cls, data: dict, *, history: Sequence[dict] = (), tags: Sequence[str] = ()) -> Case:
         """A pinned case (``@example``, regression file): scenarios are recomputed from the state."""
-        state = BatchState.from_dict(data)
+        return cls.of(BatchState.from_dict(data), history=tuple(BatchState.from_dict(h) for h in history), tags=tags)
+
+    @classmethod
+    def of(cls, state: BatchState, *, history: tuple[BatchState, ...] = (), tags: Sequence[str] = ()) -> Case:
+        """A case of a state no scheduler run described (pinned, or reduced): phases and scenarios read from it."""
         phases = tuple(_phase_of(state, b) for b in range(state.bsz))
-        padding = padding_kind(state)
-        all_tags = frozenset(state_tags(state, padding, phases)) | frozenset(tags)
-        return cls(state, phases, all_tags, tuple(BatchState.from_dict(h) for h in history))
+        all_tags = frozenset(state_tags(state, padding_kind(state), phases)) | frozenset(tags)
+        return cls(state, phases, all_tags, history)
 
     def __repr__(self) -> str:
         history = f", history=[{len(self.history)} states]" if self.history else ""

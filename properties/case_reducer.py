@@ -1,0 +1,328 @@
+"""Test-case reduction after hypothesis: a failing state cut down to what its failure needs.
+
+Why: hypothesis shrinks what it drew (a dozen knobs and a seed), not the state the scheduler model built from
+them, and it never shrinks a pinned ``@example``. Seeded bugs in the row lookup of requests past index 63 or
+255 were reported on a pinned 300-request state, a 16-bit position wrap on a table of 1,467 blocks. A reader
+needs the smallest state that still shows the bug. This works on the state itself, greedily and
+deterministically, in the manner of delta debugging: it drops the runner fields and the padding, cuts trailing
+and leading requests by bisection, empties slots in chunks, drops the empty ones, lowers each request's lengths,
+trims the block table and renumbers its block ids. A change is kept only when the state is still one a server
+could make (``BatchState.validate``, and no request writes a block another request's row holds) and the property
+still fails the same way (a failing finding of a verdict and consumer the original failure had). At most
+``MAX_EVALUATIONS`` property calls: seconds, never minutes. Multi-step counterexamples are left to hypothesis'
+own shrinking of the state machine: their last state only makes sense after its history.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from properties.checks import CHECKS
+from properties.collector import Collector
+from properties.config import FuzzConfig
+from properties.strategies import Case
+from validation.errors import InputError
+from validation.state import BatchState, ranges
+
+Fails = Callable[[BatchState], bool]
+MAX_EVALUATIONS = 400
+# Chunked passes stop refining once a level has more chunks than this: on a state of a thousand requests that
+# must all stay (a bug in request 1,024), one request at a time would spend the whole budget on refusals.
+MAX_CHUNKS = 64
+
+
+def reduce_failure(name: str, config: FuzzConfig, collector: Collector) -> None:
+    """Reduce the failing case of single-step property ``name`` and keep the result as its counterexample."""
+    failure = collector.failures.get(name)
+    if failure is None or name not in CHECKS or failure[0].history:
+        return
+    case, report = failure
+    wanted = collector.failing_kinds(case, report)
+    check = CHECKS[name]
+
+    def fails(state: BatchState) -> bool:
+        candidate = Case.of(state)
+        return bool(collector.failing_kinds(candidate, check(candidate, config)) & wanted)
+
+    smaller = reduce_state(case.state, fails, deadline=collector.deadline)
+    if smaller is not case.state:
+        reduced = Case.of(smaller)
+        collector.adopt(name, reduced, check(reduced, config), case)
+
+
+def reduce_state(state: BatchState, fails: Fails, *, limit: int = MAX_EVALUATIONS,
+                 deadline: float | None = None) -> BatchState:
+    """The smallest state the passes reach from ``state`` for which ``fails`` holds (``state`` itself if none)."""
+    trial = _Trial(fails, limit, deadline, guard_writes=_writes_own_blocks(state))
+    current, changed = state, True
+    while changed and not trial.spent:
+        changed = False
+        for reduce_pass in PASSES:
+            smaller = reduce_pass(current, trial)
+            if smaller is not None:
+                current, changed = smaller, True
+    return current
+
+
+class _Trial:
+    """Runs the property on a candidate state, within the budget; refuses states a server could not make."""
+
+    def __init__(self, fails: Fails, limit: int, deadline: float | None, *, guard_writes: bool) -> None:
+        self.fails, self.limit, self.deadline, self.guard_writes = fails, limit, deadline, guard_writes
+        self.used = 0
+
+    @property
+    def spent(self) -> bool:
+        return self.used >= self.limit or (self.deadline is not None and time.perf_counter() >= self.deadline)
+
+    def __call__(self, candidate: BatchState) -> bool:
+        if self.spent:
+            return False
+        try:
+            candidate.validate()
+        except InputError:
+            return False
+        if self.guard_writes and not _writes_own_blocks(candidate):
+            return False
+        self.used += 1
+        return self.fails(candidate)
+
+
+def _writes_own_blocks(state: BatchState) -> bool:
+    """No block a request writes this step sits in another request's row (prefix blocks are shared read-only)."""
+    live = np.flatnonzero(state.seq_lens_this_time > 0)
+    if live.size == 0:
+        return True
+    table, bs, bsz = state.block_tables.astype(np.int64), state.block_size, state.bsz
+    dec = state.seq_lens_decoder[live].astype(np.int64)
+    first, last = dec // bs, (dec + state.seq_lens_this_time[live] - 1) // bs
+    counts = last - first + 1
+    written = table[np.repeat(live, counts), ranges(first, counts)]
+    held = table >= 0
+    pairs = np.unique(table[held] * bsz + np.nonzero(held)[0])  # each (block, row) holding it once
+    ids, rows_holding = np.unique(pairs // bsz, return_counts=True)
+    return bool((rows_holding[np.searchsorted(ids, written)] == 1).all())
+
+
+# ---- building candidates ------------------------------------------------------------------------------------
+
+def _requests(state: BatchState, src: np.ndarray, enc: np.ndarray, dec: np.ndarray, this: np.ndarray,
+              tables: np.ndarray) -> BatchState:
+    """The state with the requests of rows ``src`` and these lengths (each keeps the first ``this`` of its token
+    rows): the padding keeps its size, the runner's token count its margin, the batch-id buffer its -1 rows."""
+    old_this = state.seq_lens_this_time.astype(np.int64)
+    n_old, n_new = state.num_tokens, int(this.astype(np.int64).sum())
+    changes: dict = {"seq_lens_encoder": enc.astype(np.int32), "seq_lens_decoder": dec.astype(np.int32),
+                     "seq_lens_this_time": this.astype(np.int32), "block_tables": np.ascontiguousarray(tables),
+                     "padded_num_tokens": n_new + state.padded_num_tokens - n_old}
+    if state.launch_num_tokens is not None:
+        changes["launch_num_tokens"] = n_new + state.launch_num_tokens - n_old
+    if state.batch_ids_written is not None:
+        rows = ranges((np.cumsum(old_this) - old_this)[src], this)
+        old = state.batch_ids_written
+        real = np.where(old[rows] == -1, -1, np.repeat(np.arange(src.shape[0]), this.astype(np.int64)))
+        changes["batch_ids_written"] = np.concatenate([real, old[n_old:]]).astype(np.int32)
+    return dataclasses.replace(state, **changes)
+
+
+def _subset(state: BatchState, keep: np.ndarray) -> BatchState:
+    """Only the requests of rows ``keep``, in order."""
+    return _requests(state, keep, state.seq_lens_encoder[keep], state.seq_lens_decoder[keep],
+                     state.seq_lens_this_time[keep], state.block_tables[keep])
+
+
+def _emptied(state: BatchState, rows: np.ndarray) -> BatchState:
+    """Rows ``rows`` made empty slots: nothing scheduled, nothing cached, the table row reset to -1."""
+    enc, dec, this = (a.copy() for a in (state.seq_lens_encoder, state.seq_lens_decoder, state.seq_lens_this_time))
+    tables = state.block_tables.copy()
+    enc[rows] = dec[rows] = this[rows] = 0
+    tables[rows] = -1
+    return _requests(state, np.arange(state.bsz), enc, dec, this, tables)
+
+
+def _lengths(state: BatchState, b: int, *, enc: int | None = None, dec: int | None = None,
+             this: int | None = None) -> BatchState:
+    """Request ``b`` with other lengths (a prefill's ``enc`` is its ``this``)."""
+    arrays = [a.copy() for a in (state.seq_lens_encoder, state.seq_lens_decoder, state.seq_lens_this_time)]
+    for array, value in zip(arrays, (enc, dec, this)):
+        if value is not None:
+            array[b] = value
+    return _requests(state, np.arange(state.bsz), *arrays, state.block_tables)
+
+
+def _smallest(lo: int, hi: int, fails_at: Callable[[int], bool]) -> int:
+    """The least ``v`` in ``[lo, hi]`` that ``fails_at``, by bisection (``hi`` is known to fail)."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fails_at(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
+
+
+def _chunks(items: np.ndarray) -> Iterator[np.ndarray]:
+    """Halves, quarters, ... of ``items`` (last chunk first), down to single items or ``MAX_CHUNKS`` chunks."""
+    size = max(1, (items.shape[0] + 1) // 2)
+    while True:
+        for start in range(((items.shape[0] - 1) // size) * size, -1, -size):
+            yield items[start:start + size]
+        if size == 1 or -(-items.shape[0] // size) >= MAX_CHUNKS:
+            return
+        size = (size + 1) // 2
+
+
+# ---- the passes: each returns a smaller failing state, or None ----------------------------------------------
+
+def _drop_runner_fields(state: BatchState, trial: _Trial) -> BatchState | None:
+    current = state
+    for name in ("batch_ids_written", "prior_position_ids", "block_tables_past_bsz", "launch_num_tokens"):
+        if getattr(current, name) is not None:
+            candidate = dataclasses.replace(current, **{name: None})
+            if trial(candidate):
+                current = candidate
+    return None if current is state else current
+
+
+def _drop_padding(state: BatchState, trial: _Trial) -> BatchState | None:
+    n, pad = state.num_tokens, state.padded_num_tokens - state.num_tokens
+
+    def padded(extra: int) -> BatchState:
+        changes: dict = {"padded_num_tokens": n + extra}
+        if state.launch_num_tokens is not None:
+            changes["launch_num_tokens"] = min(state.launch_num_tokens, n + extra)
+        if state.batch_ids_written is not None:
+            changes["batch_ids_written"] = state.batch_ids_written[: n + extra]
+        return dataclasses.replace(state, **changes)
+
+    current = state
+    if pad > 0:
+        least = _smallest(0, pad, lambda extra: extra == pad or trial(padded(extra)))
+        current = padded(least) if least < pad else state
+    floor = max(current.padded_num_tokens, 0 if current.prior_position_ids is None else
+                current.prior_position_ids.shape[0])
+    if current.max_num_batched_tokens > floor:
+        candidate = dataclasses.replace(current, max_num_batched_tokens=floor)
+        if trial(candidate):
+            current = candidate
+    return None if current is state else current
+
+
+def _keep_leading(state: BatchState, trial: _Trial) -> BatchState | None:
+    """The fewest leading requests that still fail (the trailing ones dropped)."""
+    if state.bsz <= 1:
+        return None
+    keep = _smallest(1, state.bsz, lambda k: k == state.bsz or trial(_subset(state, np.arange(k))))
+    return _subset(state, np.arange(keep)) if keep < state.bsz else None
+
+
+def _drop_leading(state: BatchState, trial: _Trial) -> BatchState | None:
+    """The most leading requests that can go (bisection from the front)."""
+    if state.bsz <= 1:
+        return None
+    top = state.bsz - 1
+    drop = top - _smallest(0, top, lambda k: k == top or trial(_subset(state, np.arange(top - k, state.bsz))))
+    return _subset(state, np.arange(drop, state.bsz)) if drop > 0 else None
+
+
+def _empty_slots(state: BatchState, trial: _Trial) -> BatchState | None:
+    """Empty the slots of whole chunks of requests (indices stay: a bug in request 300 keeps its index)."""
+    busy = np.flatnonzero((state.seq_lens_this_time > 0) | (state.seq_lens_decoder > 0)
+                          | (state.block_tables >= 0).any(axis=1))
+    current, emptied = state, np.zeros(state.bsz, dtype=bool)
+    for chunk in _chunks(busy):
+        if trial.spent:
+            break
+        if emptied[chunk].all():
+            continue
+        candidate = _emptied(current, chunk)
+        if trial(candidate):
+            current, emptied[chunk] = candidate, True
+    return None if current is state else current
+
+
+def _drop_empty_slots(state: BatchState, trial: _Trial) -> BatchState | None:
+    """Drop empty slots: all at once, else in chunks."""
+    empty = np.flatnonzero((state.seq_lens_this_time == 0) & (state.seq_lens_decoder == 0)
+                           & (state.block_tables < 0).all(axis=1))
+    if empty.size == 0 or empty.size == state.bsz:
+        return None
+    current, gone = state, np.zeros(state.bsz, dtype=bool)
+    for chunk in (empty, *(_chunks(empty) if empty.size > 1 else ())):
+        if trial.spent or gone[chunk].any():
+            continue
+        keep = np.flatnonzero(~(gone | np.isin(np.arange(state.bsz), chunk)))
+        candidate = _subset(state, keep)
+        if keep.size and trial(candidate):
+            current, gone[chunk] = candidate, True
+    return None if current is state else current
+
+
+def _lower_lengths(state: BatchState, trial: _Trial) -> BatchState | None:
+    """Each scheduled request with fewer tokens this step, then with less cached before it."""
+    current = state
+    for b in np.flatnonzero(state.seq_lens_this_time > 0).tolist():
+        enc, dec, this = (int(a[b]) for a in (current.seq_lens_encoder, current.seq_lens_decoder,
+                                              current.seq_lens_this_time))
+        prefill = enc > 0
+        least = _smallest(1, this, lambda t: t == this or trial(
+            _lengths(current, b, enc=t if prefill else None, this=t)))
+        if least < this:
+            current = _lengths(current, b, enc=least if prefill else None, this=least)
+        floor = 0 if prefill else 1  # a decoding request needs a cached prefix
+        if dec > floor:
+            least = _smallest(floor, dec, lambda d: d == dec or trial(_lengths(current, b, dec=d)))
+            if least < dec:
+                current = _lengths(current, b, dec=least)
+    return None if current is state else current
+
+
+def _trim_table(state: BatchState, trial: _Trial) -> BatchState | None:
+    """Blocks past what each scheduled request writes reset to -1, then the table cut to the columns in use."""
+    bs, current = state.block_size, state
+    live = state.seq_lens_this_time > 0
+    needed = np.where(live, -(-(state.seq_lens_decoder.astype(np.int64) + state.seq_lens_this_time) // bs), 0)
+    spare = (np.arange(state.max_blocks)[None, :] >= needed[:, None]) & live[:, None] & (state.block_tables >= 0)
+    if spare.any():
+        tables = np.where(spare, -1, state.block_tables).astype(np.int32)
+        candidate = dataclasses.replace(state, block_tables=tables)
+        if trial(candidate):
+            current = candidate
+    used = (current.block_tables >= 0).any(axis=0)
+    if current.block_tables_past_bsz is not None:
+        used |= (current.block_tables_past_bsz >= 0).any(axis=0)
+    width = max(1, int(np.flatnonzero(used).max()) + 1 if used.any() else 1)
+    if width < current.max_blocks:
+        past = current.block_tables_past_bsz
+        candidate = dataclasses.replace(current, block_tables=np.ascontiguousarray(current.block_tables[:, :width]),
+                                        block_tables_past_bsz=None if past is None else
+                                        np.ascontiguousarray(past[:, :width]))
+        if trial(candidate):
+            current = candidate
+    return None if current is state else current
+
+
+def _renumber_blocks(state: BatchState, trial: _Trial) -> BatchState | None:
+    """Block ids 0, 1, 2, ... in the order of the old ids (unless the bug needs the large ones)."""
+    past = state.block_tables_past_bsz
+    cells = state.block_tables if past is None else np.concatenate([state.block_tables, past])
+    ids = np.unique(cells[cells >= 0])
+    if ids.size == 0 or int(ids[-1]) == ids.size - 1:
+        return None
+
+    def renumbered(table: np.ndarray) -> np.ndarray:
+        return np.where(table >= 0, np.searchsorted(ids, table), -1).astype(np.int32)
+
+    candidate = dataclasses.replace(state, block_tables=renumbered(state.block_tables),
+                                    block_tables_past_bsz=None if past is None else renumbered(past))
+    return candidate if trial(candidate) else None
+
+
+PASSES: tuple[Callable[[BatchState, _Trial], BatchState | None], ...] = (
+    _drop_runner_fields, _drop_padding, _keep_leading, _drop_leading, _empty_slots, _drop_empty_slots,
+    _lower_lengths, _trim_table, _renumber_blocks,
+)

@@ -1,0 +1,98 @@
+"""The state reducer: a failing state cut to what its failure needs, never to a state a server could not make."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from properties.case_reducer import reduce_state
+from properties.mutation import MUTANT_MODULE, run_mutant
+from validation.cli import main
+from validation.state import BatchState, ranges
+
+LONG = BatchState.from_dict({
+    "block_size": 16, "seq_lens_encoder": [0, 5, 0, 0], "seq_lens_decoder": [2000, 0, 50, 7],
+    "seq_lens_this_time": [3, 5, 1, 0], "padded_num_tokens": 12, "max_num_batched_tokens": 64,
+    "block_tables": [list(range(130)), [200] + [-1] * 129, [300, 301, 302, 303] + [-1] * 126, [400] + [-1] * 129],
+})
+
+
+def reaches(position: int):
+    """A predicate: some scheduled request writes at ``position`` or past it."""
+    def fails(state: BatchState) -> bool:
+        live = state.seq_lens_this_time > 0
+        last = state.seq_lens_decoder.astype(np.int64) + state.seq_lens_this_time - 1
+        return bool((last[live] >= position).any())
+    return fails
+
+
+def test_a_long_context_failure_reduces_to_one_token_at_the_threshold() -> None:
+    reduced = reduce_state(LONG, reaches(1000))
+    assert reduced.bsz == 1 and reduced.num_tokens == 1 and reduced.padded_num_tokens == 1
+    assert int(reduced.seq_lens_decoder[0]) == 1000 and int(reduced.seq_lens_encoder[0]) == 0
+    # the table keeps the blocks of every position before the token (a real request holds them), no more
+    assert reduced.block_tables.tolist() == [list(range(1000 // 16 + 1))]
+    assert reaches(1000)(reduced)
+
+
+def test_every_state_the_property_sees_is_valid_and_the_budget_holds() -> None:
+    seen: list[BatchState] = []
+
+    def fails(state: BatchState) -> bool:
+        seen.append(state)
+        return True
+
+    reduce_state(LONG, fails, limit=25)
+    assert 0 < len(seen) <= 25
+    for state in seen:
+        state.validate()  # raises InputError for a state no server makes
+
+
+def test_a_state_that_stops_failing_is_returned_as_it_was() -> None:
+    assert reduce_state(LONG, lambda state: False) is LONG
+
+
+def test_no_request_is_made_to_write_a_block_another_request_holds() -> None:
+    """Two requests share prefix block 5 (read-only); lowering either's context below it would write into it."""
+    shared = BatchState.from_dict({
+        "block_size": 64, "seq_lens_encoder": [0, 0], "seq_lens_decoder": [70, 100], "seq_lens_this_time": [1, 1],
+        "block_tables": [[5, 6], [5, 9]]})
+
+    def both_live(state: BatchState) -> bool:
+        return state.bsz == 2 and bool((state.seq_lens_this_time > 0).all())
+
+    reduced = reduce_state(shared, both_live)
+    assert reduced.seq_lens_decoder.tolist() == [64, 64]
+    dec, this = reduced.seq_lens_decoder.astype(np.int64), reduced.seq_lens_this_time.astype(np.int64)
+    written = reduced.block_tables[np.repeat(np.arange(2), this), ranges(dec // 64, this)]
+    assert 5 not in written.tolist()
+
+
+def test_the_reducer_never_renumbers_away_an_overflow() -> None:
+    big = 2**31 // 64
+    state = BatchState.from_dict({"block_size": 64, "seq_lens_encoder": [0], "seq_lens_decoder": [1],
+                                  "seq_lens_this_time": [1], "block_tables": [[big]]})
+
+    def overflows(candidate: BatchState) -> bool:
+        return int(candidate.block_tables.max()) * 64 >= 2**31
+
+    assert reduce_state(state, overflows).block_tables.tolist() == [[big]]
+
+
+def test_a_bug_past_request_255_is_reported_on_257_slots_with_one_token(tmp_path: Path, capsys) -> None:
+    """hypothesis found it on a pinned 300-request state, which it never shrinks; the reducer does."""
+    outcome = run_mutant(f"{MUTANT_MODULE}:WrongPast255", profile="ci", out_dir=str(tmp_path), check_baseline=False)
+    assert outcome.killed, outcome
+    state = BatchState.from_dict(outcome.counterexample["state"])
+    assert state.bsz == 257 and state.num_tokens == 1 and int(state.seq_lens_this_time[256]) == 1
+    saved = json.loads(Path(outcome.counterexample_path).read_text())
+    assert saved["state"] == outcome.counterexample["state"]  # on disk, as reported
+    assert re.search(r"reduced from \d+ requests", saved["note"]), saved["note"]
+    # its one-line reproduction still fails
+    code = main(["check", "--state", outcome.counterexample_path, "--baseline", "oracle", "--candidate",
+                 f"{MUTANT_MODULE}:WrongPast255"])
+    assert code == 1, capsys.readouterr().out
+
