@@ -96,3 +96,41 @@ def test_a_bug_past_request_255_is_reported_on_257_slots_with_one_token(tmp_path
                  f"{MUTANT_MODULE}:WrongPast255"])
     assert code == 1, capsys.readouterr().out
 
+
+
+def _write(path: Path, data: dict) -> str:
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+BIG = {"block_size": 64, "seq_lens_encoder": [0] * 300, "seq_lens_decoder": [5 + i % 50 for i in range(300)],
+       "seq_lens_this_time": [1] * 300, "block_tables": [[i] for i in range(300)], "padded_num_tokens": 320,
+       "max_num_batched_tokens": 400}
+PAST_255 = f"{MUTANT_MODULE}:WrongPast255"
+
+
+def test_check_reduce_writes_the_smallest_failing_state_and_its_check_line(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "small.json"
+    code = main(["check", "--state", _write(tmp_path / "big.json", BIG), "--baseline", "oracle", "--candidate",
+                 PAST_255, "--reduce", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 1
+    small = BatchState.from_json(out)
+    assert small.bsz == 257 and small.num_tokens == 1 and small.padded_num_tokens == 1
+    assert "300 requests, 300 tokens, 1 table column -> 257 requests, 1 token, 1 table column" in printed
+    line = next(l for l in printed.splitlines() if l.startswith("reproduce: "))
+    assert main(line.removeprefix("reproduce: dsa-validate ").split()) == 1
+
+
+def test_check_reduce_writes_nothing_for_a_state_that_passes_or_a_multi_step_case(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "small.json"
+    passing = _write(tmp_path / "ok.json", {**BIG, "seq_lens_this_time": [1] * 200 + [0] * 100,
+                                            "padded_num_tokens": 200})
+    assert main(["check", "--state", passing, "--baseline", "oracle", "--candidate", PAST_255,
+                 "--reduce", str(out)]) == 0
+    assert "nothing written: the state does not fail" in capsys.readouterr().out and not out.exists()
+    case = _write(tmp_path / "case.json", {"state": BIG, "history": [BIG]})
+    assert main(["check", "--state", case, "--baseline", "oracle", "--candidate", PAST_255,
+                 "--reduce", str(out)]) == 1
+    assert "a multi-step case's last state only makes sense after its history" in capsys.readouterr().out
+    assert not out.exists()

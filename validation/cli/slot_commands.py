@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from validation import compare, seam
-from validation.options import add_backend, add_layers, add_pad_contract, add_sides
+from validation.options import PAD_CONTRACTS, add_backend, add_layers, add_pad_contract, add_sides
 from validation.impls.paddle_paths import DEFAULT_NUM_LAYERS
 from validation.state import BatchState, load_steps
 
@@ -41,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_sides(check)
     check.add_argument("--strict", action="store_true", help="exit 1 on any finding that is not OK")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument("--reduce", metavar="OUT.json",
+                       help="when the state fails (a REGRESSION; with --strict, any finding), write the smallest "
+                       "valid state that still fails the same way to OUT.json (properties/case_reducer.py)")
     add_impl_options(check)
     add_pad_contract(check)
     check.set_defaults(func=run_check)
@@ -69,7 +73,57 @@ def run_check(args: argparse.Namespace) -> int:
     if history:
         print(f"(replayed {len(history)} earlier steps through the same instances first)")
     print(json.dumps(report.to_dict()) if args.json else report.render())
-    return report.exit_code(args.strict)
+    code = report.exit_code(args.strict)
+    if args.reduce:
+        _reduce(args, state, history, report, baseline, candidate)
+    return code
+
+
+def _reduce(args: argparse.Namespace, state: BatchState, history: list[BatchState], report: compare.Report,
+            baseline: seam.Implementation, candidate: seam.Implementation) -> None:
+    """``check --reduce``: cut a failing state down to what the failure needs, write it, say how to replay it."""
+    from properties.case_reducer import reduce_state  # noqa: PLC0415 - only this option needs the fuzzer's reducer
+    from properties.collector import write_json  # noqa: PLC0415
+
+    failing = set(compare.VERDICTS) - {compare.OK} if args.strict else {compare.REGRESSION}
+
+    def kinds(found: compare.Report) -> set[tuple[str, str]]:
+        return {(f.verdict, f.consumer) for f in found.findings if f.verdict in failing}
+
+    wanted = kinds(report)
+    if not wanted:
+        print(f"--reduce: nothing written: the state does not fail ({' or '.join(sorted(failing))})")
+        return
+    if history:
+        print("--reduce: nothing written: a multi-step case's last state only makes sense after its history")
+        return
+    calls = [0]
+
+    def fails(candidate_state: BatchState) -> bool:
+        calls[0] += 1
+        return bool(kinds(compare.compare_state(candidate_state, baseline, candidate, args.layers,
+                                                pad_contract=args.pad_contract)) & wanted)
+
+    smaller = reduce_state(state, fails)
+    write_json(Path(args.reduce), smaller.to_dict())  # atomically: a kill mid-write leaves no half state
+    print(f"--reduce: {_shape(state)} -> {_shape(smaller)} ({calls[0]} checks); wrote {args.reduce}")
+    print(f"reproduce: {_check_line(args, args.reduce)}")
+
+
+def _shape(state: BatchState) -> str:
+    counts = ((state.bsz, "request"), (state.num_tokens, "token"), (state.max_blocks, "table column"))
+    return ", ".join(f"{n} {word}{'' if n == 1 else 's'}" for n, word in counts)
+
+
+def _check_line(args: argparse.Namespace, path: str) -> str:
+    """The one-line ``check`` command for ``path`` with the options this run used."""
+    line = f"dsa-validate check --state {path} --baseline {args.baseline} --candidate {args.candidate}"
+    line += f" --layers {args.layers}"
+    if args.backend != "paddle":
+        line += f" --backend {args.backend}"
+    if args.pad_contract != PAD_CONTRACTS[0]:
+        line += f" --pad-contract {args.pad_contract}"
+    return line + (" --strict" if args.strict else "")
 
 
 def _observation_json(name: str, state: BatchState, obs: seam.Observation) -> dict[str, Any]:
