@@ -16,6 +16,7 @@ own shrinking of the state machine: their last state only makes sense after its 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from collections.abc import Callable, Iterator
 
@@ -74,6 +75,7 @@ class _Trial:
     def __init__(self, fails: Fails, limit: int, deadline: float | None, *, guard_writes: bool) -> None:
         self.fails, self.limit, self.deadline, self.guard_writes = fails, limit, deadline, guard_writes
         self.used = 0
+        self.seen: dict[bytes, bool] = {}  # a later round of the passes proposes many of the same candidates
 
     @property
     def spent(self) -> bool:
@@ -88,8 +90,23 @@ class _Trial:
             return False
         if self.guard_writes and not _writes_own_blocks(candidate):
             return False
-        self.used += 1
-        return self.fails(candidate)
+        key = _digest(candidate)
+        if key not in self.seen:
+            self.used += 1
+            self.seen[key] = self.fails(candidate)
+        return self.seen[key]
+
+
+def _digest(state: BatchState) -> bytes:
+    """Every field of a state, as bytes (equal states, equal digests)."""
+    digest = hashlib.sha256()
+    for field in dataclasses.fields(state):
+        value = getattr(state, field.name)
+        if isinstance(value, np.ndarray):
+            digest.update(f"{field.name}{value.dtype}{value.shape}".encode() + value.tobytes())
+        else:
+            digest.update(f"{field.name}={value!r};".encode())
+    return digest.digest()
 
 
 def _writes_own_blocks(state: BatchState) -> bool:
