@@ -36,11 +36,12 @@ MAX_EVALUATIONS = 400
 MAX_CHUNKS = 64
 
 
-def reduce_failure(name: str, config: FuzzConfig, collector: Collector) -> None:
-    """Reduce the failing case of single-step property ``name`` and keep the result as its counterexample."""
+def reduce_failure(name: str, config: FuzzConfig, collector: Collector) -> bool:
+    """Reduce the failing case of single-step property ``name`` and keep the result as its counterexample; whether
+    it got smaller."""
     failure = collector.failures.get(name)
     if failure is None or name not in CHECKS or failure[0].history:
-        return
+        return False
     case, report = failure
     wanted = collector.failing_kinds(case, report)
     check = CHECKS[name]
@@ -50,9 +51,11 @@ def reduce_failure(name: str, config: FuzzConfig, collector: Collector) -> None:
         return bool(collector.failing_kinds(candidate, check(candidate, config)) & wanted)
 
     smaller = reduce_state(case.state, fails, deadline=collector.deadline)
-    if smaller is not case.state:
-        reduced = Case.of(smaller)
-        collector.adopt(name, reduced, check(reduced, config), case)
+    if smaller is case.state:
+        return False
+    reduced = Case.of(smaller)
+    collector.adopt(name, reduced, check(reduced, config), case)
+    return True
 
 
 def reduce_state(state: BatchState, fails: Fails, *, limit: int = MAX_EVALUATIONS,

@@ -308,10 +308,12 @@ def _run_each(config: FuzzConfig, names: Sequence[str], options: dict[str, Any],
             stats.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         for message in held:
             reporting.default(message)
-        if stats.failed:
-            reduce_failure(name, config, collector)  # hypothesis shrank the knobs; this shrinks the state
         collector.stop(name)
         if send:
+            send(("done", collector))
+        # hypothesis shrank the knobs; this shrinks the state. The parent already holds the unreduced failure, so a
+        # candidate that crashes the worker on a smaller state loses nothing; the reduced one is sent again.
+        if stats.failed and reduce_failure(name, config, collector) and send:
             send(("done", collector))
         if progress:
             progress(_progress_line(stats))

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from properties.case_reducer import reduce_state
+from properties.fuzz import run_fuzz
 from properties.mutation import MUTANT_MODULE, run_mutant
 from validation.cli import main
 from validation.state import BatchState, ranges
@@ -134,3 +135,46 @@ def test_check_reduce_writes_nothing_for_a_state_that_passes_or_a_multi_step_cas
                  "--reduce", str(out)]) == 1
     assert "a multi-step case's last state only makes sense after its history" in capsys.readouterr().out
     assert not out.exists()
+
+
+PLUGIN = '''
+import os
+import numpy as np
+from validation.impls.mutants import CorrectStep
+
+
+class RowsMod64(CorrectStep):
+    """Request rows kept in 6 bits: requests past 63 read row b % 64."""
+    def rows(self, inputs, n):
+        return np.asarray(inputs["batch_id_per_token"][:n], dtype=np.int64) % 64
+
+
+class CrashesWhenSmall(RowsMod64):
+    """The same bug, and a hard crash (no exception, no cleanup) on any batch under 100 requests."""
+    def __call__(self, inputs):
+        if 64 < len(inputs["seq_lens_this_time"]) < 100:
+            os._exit(3)
+        return super().__call__(inputs)
+'''
+
+
+def test_a_worker_sends_the_reduced_counterexample(tmp_path: Path) -> None:
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(PLUGIN)
+    result = run_fuzz("oracle", f"{plugin}:RowsMod64", profile="ci", properties=["truth"], jobs=1,
+                      out_dir=tmp_path / "out", max_examples=20)
+    stats = result.properties["truth"]
+    state = BatchState.from_dict(stats.counterexample["state"])
+    assert stats.failed and state.bsz == 65 and state.num_tokens == 1, stats.counterexample["note"]
+    assert BatchState.from_json(stats.path).bsz == 65
+
+
+def test_a_candidate_that_crashes_the_worker_while_reducing_keeps_the_unreduced_failure(tmp_path: Path) -> None:
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(PLUGIN)
+    result = run_fuzz("oracle", f"{plugin}:CrashesWhenSmall", profile="ci", properties=["truth"], jobs=1,
+                      out_dir=tmp_path / "out", max_examples=20)
+    stats = result.properties["truth"]
+    assert result.exit_code == 1 and stats.failed and stats.counterexample is not None
+    state = BatchState.from_dict(stats.counterexample["state"])
+    assert state.bsz >= 100 and BatchState.from_json(stats.path).bsz == state.bsz
