@@ -158,23 +158,24 @@ class CrashesWhenSmall(RowsMod64):
 '''
 
 
-def test_a_worker_sends_the_reduced_counterexample(tmp_path: Path) -> None:
+def _fuzz_truth_in_a_worker(tmp_path: Path, name: str):
+    """The truth property on a plug-in of ``PLUGIN``, in a worker process of its own (a crash ends only it)."""
     plugin = tmp_path / "plugin.py"
     plugin.write_text(PLUGIN)
-    result = run_fuzz("oracle", f"{plugin}:RowsMod64", profile="ci", properties=["truth"], jobs=1,
+    result = run_fuzz("oracle", f"{plugin}:{name}", profile="ci", properties=["truth"], jobs=1,
                       out_dir=tmp_path / "out", max_examples=20)
-    stats = result.properties["truth"]
+    return result, result.properties["truth"]
+
+
+def test_a_worker_sends_the_reduced_counterexample(tmp_path: Path) -> None:
+    _, stats = _fuzz_truth_in_a_worker(tmp_path, "RowsMod64")
     state = BatchState.from_dict(stats.counterexample["state"])
     assert stats.failed and state.bsz == 65 and state.num_tokens == 1, stats.counterexample["note"]
     assert BatchState.from_json(stats.path).bsz == 65
 
 
 def test_a_candidate_that_crashes_the_worker_while_reducing_keeps_the_unreduced_failure(tmp_path: Path) -> None:
-    plugin = tmp_path / "plugin.py"
-    plugin.write_text(PLUGIN)
-    result = run_fuzz("oracle", f"{plugin}:CrashesWhenSmall", profile="ci", properties=["truth"], jobs=1,
-                      out_dir=tmp_path / "out", max_examples=20)
-    stats = result.properties["truth"]
+    result, stats = _fuzz_truth_in_a_worker(tmp_path, "CrashesWhenSmall")
     assert result.exit_code == 1 and stats.failed and stats.counterexample is not None
     state = BatchState.from_dict(stats.counterexample["state"])
     assert state.bsz >= 100 and BatchState.from_json(stats.path).bsz == state.bsz
