@@ -27,10 +27,13 @@ from properties.collector import Collector
 from properties.config import FuzzConfig
 from properties.strategies import Case
 from validation.errors import InputError
+from validation.launch_padding import MAX_NUM_SEQS, MAX_OVERLAP, capture_launch
 from validation.state import BatchState, ranges
 
 Fails = Callable[[BatchState], bool]
 MAX_EVALUATIONS = 400
+# The deepest MTP draft the scheduler model gives a request (``strategies._plan``): capture sizes scale by k + 1.
+MAX_DRAFTS = 4
 # Chunked passes stop refining once a level has more chunks than this: on a state of a thousand requests that
 # must all stay (a bug in request 1,024), one request at a time would spend the whole budget on refusals.
 MAX_CHUNKS = 64
@@ -61,7 +64,7 @@ def reduce_failure(name: str, config: FuzzConfig, collector: Collector) -> bool:
 def reduce_state(state: BatchState, fails: Fails, *, limit: int = MAX_EVALUATIONS,
                  deadline: float | None = None) -> BatchState:
     """The smallest state the passes reach from ``state`` for which ``fails`` holds (``state`` itself if none)."""
-    trial = _Trial(fails, limit, deadline, guard_writes=_writes_own_blocks(state))
+    trial = _Trial(fails, limit, deadline, guards=tuple(g for g in GUARDS if g(state)))
     current, changed = state, True
     while changed and not trial.spent:
         changed = False
@@ -75,8 +78,9 @@ def reduce_state(state: BatchState, fails: Fails, *, limit: int = MAX_EVALUATION
 class _Trial:
     """Runs the property on a candidate state, within the budget; refuses states a server could not make."""
 
-    def __init__(self, fails: Fails, limit: int, deadline: float | None, *, guard_writes: bool) -> None:
-        self.fails, self.limit, self.deadline, self.guard_writes = fails, limit, deadline, guard_writes
+    def __init__(self, fails: Fails, limit: int, deadline: float | None, *,
+                 guards: tuple[Callable[[BatchState], bool], ...]) -> None:
+        self.fails, self.limit, self.deadline, self.guards = fails, limit, deadline, guards
         self.used = 0
         self.seen: dict[bytes, bool] = {}  # a later round of the passes proposes many of the same candidates
 
@@ -91,7 +95,7 @@ class _Trial:
             candidate.validate()
         except InputError:
             return False
-        if self.guard_writes and not _writes_own_blocks(candidate):
+        if not all(guard(candidate) for guard in self.guards):
             return False
         key = _digest(candidate)
         if key not in self.seen:
@@ -128,6 +132,35 @@ def _writes_own_blocks(state: BatchState) -> bool:
     return bool((rows_holding[np.searchsorted(ids, written)] == 1).all())
 
 
+def _launch_plausible(state: BatchState) -> bool:
+    """The padding is one FastDeploy launches (``validation.launch_padding``): none; or, in a decode-only step with
+    real tokens, the overlap estimate (the runner's own count, at most ``MAX_OVERLAP`` over) or the next capture
+    size up (for an MTP depth up to ``MAX_DRAFTS``, and ``max_num_seqs`` 512 or the launch itself)."""
+    n, padded = state.num_tokens, state.padded_num_tokens
+    if padded == n:
+        return True
+    if n == 0 or bool((state.seq_lens_encoder > 0).any()):
+        return False
+    if state.launch_num_tokens == padded:
+        return padded - n <= MAX_OVERLAP
+    return _capture_config(state) is not None
+
+
+def _capture_config(state: BatchState) -> tuple[int, int] | None:
+    """``(max_num_seqs, drafts)`` under which a graph replay launches exactly ``padded_num_tokens`` rows."""
+    rows = state.bsz + state.past_rows.shape[0]
+    for drafts in range(MAX_DRAFTS + 1):
+        for max_num_seqs in (MAX_NUM_SEQS, state.padded_num_tokens // (drafts + 1)):
+            if rows <= max_num_seqs and capture_launch(state.num_tokens, max_num_seqs,
+                                                       num_speculative_tokens=drafts) == state.padded_num_tokens:
+                return max_num_seqs, drafts
+    return None
+
+
+# Rules a reduced state keeps when the failing state kept them (a pinned state may not: then neither need it).
+GUARDS: tuple[Callable[[BatchState], bool], ...] = (_writes_own_blocks, _launch_plausible)
+
+
 # ---- building candidates ------------------------------------------------------------------------------------
 
 def _requests(state: BatchState, src: np.ndarray, enc: np.ndarray, dec: np.ndarray, this: np.ndarray,
@@ -136,16 +169,20 @@ def _requests(state: BatchState, src: np.ndarray, enc: np.ndarray, dec: np.ndarr
     rows): the padding keeps its size, the runner's token count its margin, the batch-id buffer its -1 rows."""
     old_this = state.seq_lens_this_time.astype(np.int64)
     n_old, n_new = state.num_tokens, int(this.astype(np.int64).sum())
+    padded = n_new + state.padded_num_tokens - n_old
+    replay = _capture_config(state) if state.launch_num_tokens is None and padded > n_new else None
+    if replay is not None:  # a replayed graph: the capture size of the new count, on the same server
+        padded = capture_launch(n_new, replay[0], num_speculative_tokens=replay[1])
     changes: dict = {"seq_lens_encoder": enc.astype(np.int32), "seq_lens_decoder": dec.astype(np.int32),
                      "seq_lens_this_time": this.astype(np.int32), "block_tables": np.ascontiguousarray(tables),
-                     "padded_num_tokens": n_new + state.padded_num_tokens - n_old}
+                     "padded_num_tokens": padded}
     if state.launch_num_tokens is not None:
         changes["launch_num_tokens"] = n_new + state.launch_num_tokens - n_old
     if state.batch_ids_written is not None:
         rows = ranges((np.cumsum(old_this) - old_this)[src], this)
         old = state.batch_ids_written
         real = np.where(old[rows] == -1, -1, np.repeat(np.arange(src.shape[0]), this.astype(np.int64)))
-        changes["batch_ids_written"] = np.concatenate([real, old[n_old:]]).astype(np.int32)
+        changes["batch_ids_written"] = np.concatenate([real, np.full(padded - n_new, -1)]).astype(np.int32)
     return dataclasses.replace(state, **changes)
 
 

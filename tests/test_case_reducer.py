@@ -179,3 +179,38 @@ def test_a_candidate_that_crashes_the_worker_while_reducing_keeps_the_unreduced_
     assert result.exit_code == 1 and stats.failed and stats.counterexample is not None
     state = BatchState.from_dict(stats.counterexample["state"])
     assert state.bsz >= 100 and BatchState.from_json(stats.path).bsz == state.bsz
+
+
+def test_a_reduced_graph_replay_still_pads_to_a_capture_size() -> None:
+    """3 decode tokens replay the graph captured for 4 (FastDeploy's list: 1, 2, 4, 8, ...). Fewer tokens would
+    launch unpadded, and no graph replays an empty or prefilling step, so the padding bug keeps its 3 requests."""
+    padded = BatchState.from_dict({
+        "block_size": 64, "seq_lens_encoder": [0, 0, 0], "seq_lens_decoder": [10, 70, 5], "seq_lens_this_time": [1, 1, 1],
+        "block_tables": [[3, -1], [4, 8], [6, -1]], "padded_num_tokens": 4, "max_num_batched_tokens": 16})
+
+    def pads(state: BatchState) -> bool:
+        return state.padded_num_tokens > state.num_tokens
+
+    reduced = reduce_state(padded, pads)
+    assert (reduced.bsz, reduced.num_tokens, reduced.padded_num_tokens) == (3, 3, 4)
+    assert reduced.seq_lens_decoder.tolist() == [1, 1, 1] and reduced.max_blocks == 1
+
+
+
+def test_a_reduced_overlap_step_keeps_a_real_decode_token() -> None:
+    """The overlap schedule launches its estimate only for a step with real tokens that does not prefill (it syncs
+    on a prefill, and an empty step launches nothing): a reduced padding bug keeps one decoding request."""
+    overlap = BatchState.from_dict({
+        "block_size": 64, "seq_lens_encoder": [0, 0, 0], "seq_lens_decoder": [10, 9, 5], "seq_lens_this_time": [1, 1, 1],
+        "block_tables": [[3, -1], [4, 8], [6, -1]], "padded_num_tokens": 7, "launch_num_tokens": 7})
+
+    seen: list[BatchState] = []
+
+    def pads(state: BatchState) -> bool:
+        seen.append(state)
+        return state.padded_num_tokens > state.num_tokens
+
+    reduced = reduce_state(overlap, pads)
+    assert (reduced.bsz, reduced.num_tokens, reduced.padded_num_tokens) == (1, 1, 2)
+    padded = [s for s in seen if s.padded_num_tokens > s.num_tokens]
+    assert padded and all(s.num_tokens >= 1 and not (s.seq_lens_encoder > 0).any() for s in padded)
