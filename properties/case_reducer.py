@@ -64,7 +64,10 @@ def reduce_failure(name: str, config: FuzzConfig, collector: Collector) -> bool:
 def reduce_state(state: BatchState, fails: Fails, *, limit: int = MAX_EVALUATIONS,
                  deadline: float | None = None) -> BatchState:
     """The smallest state the passes reach from ``state`` for which ``fails`` holds (``state`` itself if none)."""
-    trial = _Trial(fails, limit, deadline, guards=tuple(g for g in GUARDS if g(state)))
+    guards = tuple(g for g in GUARDS if g(state))
+    replay = state.launch_num_tokens is None and state.padded_num_tokens > state.num_tokens
+    server = _capture_config(state) if replay and _launch_plausible in guards else None
+    trial = _Trial(fails, limit, deadline, guards=guards, server=server)
     current, changed = state, True
     while changed and not trial.spent:
         changed = False
@@ -79,8 +82,9 @@ class _Trial:
     """Runs the property on a candidate state, within the budget; refuses states a server could not make."""
 
     def __init__(self, fails: Fails, limit: int, deadline: float | None, *,
-                 guards: tuple[Callable[[BatchState], bool], ...]) -> None:
+                 guards: tuple[Callable[[BatchState], bool], ...], server: tuple[int, int] | None) -> None:
         self.fails, self.limit, self.deadline, self.guards = fails, limit, deadline, guards
+        self.server = server  # (max_num_seqs, drafts) whose capture list padded the failing state's graph replay
         self.used = 0
         self.seen: dict[bytes, bool] = {}  # a later round of the passes proposes many of the same candidates
 
@@ -163,16 +167,16 @@ GUARDS: tuple[Callable[[BatchState], bool], ...] = (_writes_own_blocks, _launch_
 
 # ---- building candidates ------------------------------------------------------------------------------------
 
-def _requests(state: BatchState, src: np.ndarray, enc: np.ndarray, dec: np.ndarray, this: np.ndarray,
-              tables: np.ndarray) -> BatchState:
+def _requests(state: BatchState, trial: _Trial, src: np.ndarray, enc: np.ndarray, dec: np.ndarray,
+              this: np.ndarray, tables: np.ndarray) -> BatchState:
     """The state with the requests of rows ``src`` and these lengths (each keeps the first ``this`` of its token
-    rows): the padding keeps its size, the runner's token count its margin, the batch-id buffer its -1 rows."""
+    rows): a replayed graph pads to the capture size of the new count on the failing state's server, other padding
+    keeps its size; the runner's token count keeps its margin, the batch-id buffer its -1 rows."""
     old_this = state.seq_lens_this_time.astype(np.int64)
     n_old, n_new = state.num_tokens, int(this.astype(np.int64).sum())
     padded = n_new + state.padded_num_tokens - n_old
-    replay = _capture_config(state) if state.launch_num_tokens is None and padded > n_new else None
-    if replay is not None:  # a replayed graph: the capture size of the new count, on the same server
-        padded = capture_launch(n_new, replay[0], num_speculative_tokens=replay[1])
+    if trial.server is not None and state.launch_num_tokens is None and state.padded_num_tokens > n_old:
+        padded = capture_launch(n_new, trial.server[0], num_speculative_tokens=trial.server[1])
     changes: dict = {"seq_lens_encoder": enc.astype(np.int32), "seq_lens_decoder": dec.astype(np.int32),
                      "seq_lens_this_time": this.astype(np.int32), "block_tables": np.ascontiguousarray(tables),
                      "padded_num_tokens": padded}
@@ -186,29 +190,29 @@ def _requests(state: BatchState, src: np.ndarray, enc: np.ndarray, dec: np.ndarr
     return dataclasses.replace(state, **changes)
 
 
-def _subset(state: BatchState, keep: np.ndarray) -> BatchState:
+def _subset(state: BatchState, trial: _Trial, keep: np.ndarray) -> BatchState:
     """Only the requests of rows ``keep``, in order."""
-    return _requests(state, keep, state.seq_lens_encoder[keep], state.seq_lens_decoder[keep],
+    return _requests(state, trial, keep, state.seq_lens_encoder[keep], state.seq_lens_decoder[keep],
                      state.seq_lens_this_time[keep], state.block_tables[keep])
 
 
-def _emptied(state: BatchState, rows: np.ndarray) -> BatchState:
+def _emptied(state: BatchState, trial: _Trial, rows: np.ndarray) -> BatchState:
     """Rows ``rows`` made empty slots: nothing scheduled, nothing cached, the table row reset to -1."""
     enc, dec, this = (a.copy() for a in (state.seq_lens_encoder, state.seq_lens_decoder, state.seq_lens_this_time))
     tables = state.block_tables.copy()
     enc[rows] = dec[rows] = this[rows] = 0
     tables[rows] = -1
-    return _requests(state, np.arange(state.bsz), enc, dec, this, tables)
+    return _requests(state, trial, np.arange(state.bsz), enc, dec, this, tables)
 
 
-def _lengths(state: BatchState, b: int, *, enc: int | None = None, dec: int | None = None,
+def _lengths(state: BatchState, trial: _Trial, b: int, *, enc: int | None = None, dec: int | None = None,
              this: int | None = None) -> BatchState:
     """Request ``b`` with other lengths (a prefill's ``enc`` is its ``this``)."""
     arrays = [a.copy() for a in (state.seq_lens_encoder, state.seq_lens_decoder, state.seq_lens_this_time)]
     for array, value in zip(arrays, (enc, dec, this)):
         if value is not None:
             array[b] = value
-    return _requests(state, np.arange(state.bsz), *arrays, state.block_tables)
+    return _requests(state, trial, np.arange(state.bsz), *arrays, state.block_tables)
 
 
 def _smallest(lo: int, hi: int, fails_at: Callable[[int], bool]) -> int:
@@ -273,8 +277,8 @@ def _keep_leading(state: BatchState, trial: _Trial) -> BatchState | None:
     """The fewest leading requests that still fail (the trailing ones dropped)."""
     if state.bsz <= 1:
         return None
-    keep = _smallest(1, state.bsz, lambda k: k == state.bsz or trial(_subset(state, np.arange(k))))
-    return _subset(state, np.arange(keep)) if keep < state.bsz else None
+    keep = _smallest(1, state.bsz, lambda k: k == state.bsz or trial(_subset(state, trial, np.arange(k))))
+    return _subset(state, trial, np.arange(keep)) if keep < state.bsz else None
 
 
 def _drop_leading(state: BatchState, trial: _Trial) -> BatchState | None:
@@ -282,8 +286,8 @@ def _drop_leading(state: BatchState, trial: _Trial) -> BatchState | None:
     if state.bsz <= 1:
         return None
     top = state.bsz - 1
-    drop = top - _smallest(0, top, lambda k: k == top or trial(_subset(state, np.arange(top - k, state.bsz))))
-    return _subset(state, np.arange(drop, state.bsz)) if drop > 0 else None
+    drop = top - _smallest(0, top, lambda k: k == top or trial(_subset(state, trial, np.arange(top - k, state.bsz))))
+    return _subset(state, trial, np.arange(drop, state.bsz)) if drop > 0 else None
 
 
 def _empty_slots(state: BatchState, trial: _Trial) -> BatchState | None:
@@ -296,7 +300,7 @@ def _empty_slots(state: BatchState, trial: _Trial) -> BatchState | None:
             break
         if emptied[chunk].all():
             continue
-        candidate = _emptied(current, chunk)
+        candidate = _emptied(current, trial, chunk)
         if trial(candidate):
             current, emptied[chunk] = candidate, True
     return None if current is state else current
@@ -313,7 +317,7 @@ def _drop_empty_slots(state: BatchState, trial: _Trial) -> BatchState | None:
         if trial.spent or gone[chunk].any():
             continue
         keep = np.flatnonzero(~(gone | np.isin(np.arange(state.bsz), chunk)))
-        candidate = _subset(state, keep)
+        candidate = _subset(state, trial, keep)
         if keep.size and trial(candidate):
             current, gone[chunk] = candidate, True
     return None if current is state else current
@@ -327,14 +331,14 @@ def _lower_lengths(state: BatchState, trial: _Trial) -> BatchState | None:
                                               current.seq_lens_this_time))
         prefill = enc > 0
         least = _smallest(1, this, lambda t: t == this or trial(
-            _lengths(current, b, enc=t if prefill else None, this=t)))
+            _lengths(current, trial, b, enc=t if prefill else None, this=t)))
         if least < this:
-            current = _lengths(current, b, enc=least if prefill else None, this=least)
+            current = _lengths(current, trial, b, enc=least if prefill else None, this=least)
         floor = 0 if prefill else 1  # a decoding request needs a cached prefix
         if dec > floor:
-            least = _smallest(floor, dec, lambda d: d == dec or trial(_lengths(current, b, dec=d)))
+            least = _smallest(floor, dec, lambda d: d == dec or trial(_lengths(current, trial, b, dec=d)))
             if least < dec:
-                current = _lengths(current, b, dec=least)
+                current = _lengths(current, trial, b, dec=least)
     return None if current is state else current
 
 

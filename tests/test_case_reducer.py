@@ -185,8 +185,9 @@ def test_a_reduced_graph_replay_still_pads_to_a_capture_size() -> None:
     """3 decode tokens replay the graph captured for 4 (FastDeploy's list: 1, 2, 4, 8, ...). Fewer tokens would
     launch unpadded, and no graph replays an empty or prefilling step, so the padding bug keeps its 3 requests."""
     padded = BatchState.from_dict({
-        "block_size": 64, "seq_lens_encoder": [0, 0, 0], "seq_lens_decoder": [10, 70, 5], "seq_lens_this_time": [1, 1, 1],
-        "block_tables": [[3, -1], [4, 8], [6, -1]], "padded_num_tokens": 4, "max_num_batched_tokens": 16})
+        "block_size": 64, "seq_lens_encoder": [0, 0, 0], "seq_lens_decoder": [10, 70, 5],
+        "seq_lens_this_time": [1, 1, 1], "block_tables": [[3, -1], [4, 8], [6, -1]], "padded_num_tokens": 4,
+        "max_num_batched_tokens": 16})
 
     def pads(state: BatchState) -> bool:
         return state.padded_num_tokens > state.num_tokens
@@ -201,8 +202,9 @@ def test_a_reduced_overlap_step_keeps_a_real_decode_token() -> None:
     """The overlap schedule launches its estimate only for a step with real tokens that does not prefill (it syncs
     on a prefill, and an empty step launches nothing): a reduced padding bug keeps one decoding request."""
     overlap = BatchState.from_dict({
-        "block_size": 64, "seq_lens_encoder": [0, 0, 0], "seq_lens_decoder": [10, 9, 5], "seq_lens_this_time": [1, 1, 1],
-        "block_tables": [[3, -1], [4, 8], [6, -1]], "padded_num_tokens": 7, "launch_num_tokens": 7})
+        "block_size": 64, "seq_lens_encoder": [0, 0, 0], "seq_lens_decoder": [10, 9, 5],
+        "seq_lens_this_time": [1, 1, 1], "block_tables": [[3, -1], [4, 8], [6, -1]], "padded_num_tokens": 7,
+        "launch_num_tokens": 7})
 
     seen: list[BatchState] = []
 
