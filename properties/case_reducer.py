@@ -7,8 +7,9 @@ needs the smallest state that still shows the bug. This works on the state itsel
 deterministically, in the manner of delta debugging: it drops the runner fields and the padding, cuts trailing
 and leading requests by bisection, empties slots in chunks, drops the empty ones, lowers each request's lengths,
 trims the block table and renumbers its block ids. A change is kept only when the state is still one a server
-could make (``BatchState.validate``, and no request writes a block another request's row holds) and the property
-still fails the same way (a failing finding of a verdict and consumer the original failure had). At most
+could make (``BatchState.validate``; no request writes a block another request's row holds; the padding is one
+FastDeploy launches, on the failing state's server; the last two bind only a failing state that kept them) and the
+property still fails the same way (a failing finding of a verdict and consumer the original failure had). At most
 ``MAX_EVALUATIONS`` property calls: seconds, never minutes. Multi-step counterexamples are left to hypothesis'
 own shrinking of the state machine: their last state only makes sense after its history.
 """
