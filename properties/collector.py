@@ -236,7 +236,7 @@ def case_file(case: Case, verdicts: Sequence[str], config: FuzzConfig, *, name: 
               reduced_from: Case | None = None) -> dict[str, Any]:
     """A case in the regression-file form (``BatchState.from_json`` reads its ``state``); a reduced one says what
     it was reduced from."""
-    note = f"found by dsa-validate fuzz; scenarios: {', '.join(sorted(case.tags))}"
+    note = f"found by the property suite; scenarios: {', '.join(sorted(case.tags))}"
     if reduced_from is not None:
         old = reduced_from.state
         note += f"; reduced from {old.bsz} requests, {old.num_tokens} tokens, {old.max_blocks} table columns"

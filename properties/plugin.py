@@ -43,3 +43,22 @@ def pytest_report_header(config: pytest.Config) -> str:
     cfg = fuzz_config.current()
     return (f"dsa properties: {cfg.baseline} vs {cfg.candidate}, block sizes {','.join(map(str, cfg.block_sizes))}, "
             f"backend {cfg.backend}, profile {fuzz_config.current_profile()}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """When a single-step property fails, reduce its counterexample as ``dsa-validate fuzz`` does and add the
+    reduced state's file and ``check`` line to the failure report (hypothesis shows the unreduced draw)."""
+    outcome = yield
+    report = outcome.get_result()
+    module = getattr(getattr(item, "module", None), "__name__", "")
+    if call.when != "call" or not report.failed or not module.startswith("properties.test_"):
+        return
+    from properties._pytest_suite import collector  # noqa: PLC0415 - only a failing property needs these
+    from properties.case_reducer import reduce_failure  # noqa: PLC0415
+
+    name = item.name.removeprefix("test_")
+    if reduce_failure(name, fuzz_config.current(), collector()):
+        stats = collector().stats[name]
+        report.sections.append(("dsa reduced counterexample", f"{stats.counterexample['note']}\n"
+                                f"{fuzz_config.current().reproduce(stats.path)}"))
