@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from dataclasses import dataclass
 import time
 from collections.abc import Callable, Iterator
 
@@ -65,10 +66,7 @@ def reduce_failure(name: str, config: FuzzConfig, collector: Collector) -> bool:
 def reduce_state(state: BatchState, fails: Fails, *, limit: int = MAX_EVALUATIONS,
                  deadline: float | None = None) -> BatchState:
     """The smallest state the passes reach from ``state`` for which ``fails`` holds (``state`` itself if none)."""
-    guards = tuple(g for g in GUARDS if g(state))
-    replay = state.launch_num_tokens is None and state.padded_num_tokens > state.num_tokens
-    server = _capture_config(state) if replay and _launch_plausible in guards else None
-    trial = _Trial(fails, limit, deadline, guards=guards, server=server)
+    trial = _Trial(fails, limit, deadline, _Rules.kept_by(state))
     current, changed = state, True
     while changed and not trial.spent:
         changed = False
@@ -82,10 +80,8 @@ def reduce_state(state: BatchState, fails: Fails, *, limit: int = MAX_EVALUATION
 class _Trial:
     """Runs the property on a candidate state, within the budget; refuses states a server could not make."""
 
-    def __init__(self, fails: Fails, limit: int, deadline: float | None, *,
-                 guards: tuple[Callable[[BatchState], bool], ...], server: tuple[int, int] | None) -> None:
-        self.fails, self.limit, self.deadline, self.guards = fails, limit, deadline, guards
-        self.server = server  # (max_num_seqs, drafts) whose capture list padded the failing state's graph replay
+    def __init__(self, fails: Fails, limit: int, deadline: float | None, rules: _Rules) -> None:
+        self.fails, self.limit, self.deadline, self.rules = fails, limit, deadline, rules
         self.used = 0
         self.seen: dict[bytes, bool] = {}  # a later round of the passes proposes many of the same candidates
 
@@ -100,7 +96,7 @@ class _Trial:
             candidate.validate()
         except InputError:
             return False
-        if not all(guard(candidate) for guard in self.guards):
+        if not self.rules.hold(candidate):
             return False
         key = _digest(candidate)
         if key not in self.seen:
@@ -137,10 +133,10 @@ def _writes_own_blocks(state: BatchState) -> bool:
     return bool((rows_holding[np.searchsorted(ids, written)] == 1).all())
 
 
-def _launch_plausible(state: BatchState) -> bool:
+def _launch_plausible(state: BatchState, server: tuple[int, int] | None = None) -> bool:
     """The padding is one FastDeploy launches (``validation.launch_padding``): none; or, in a decode-only step with
     real tokens, the overlap estimate (the runner's own count, at most ``MAX_OVERLAP`` over) or the next capture
-    size up (for an MTP depth up to ``MAX_DRAFTS``, and ``max_num_seqs`` 512 or the launch itself)."""
+    size up, on ``server`` when given, else on any ``_capture_config``."""
     n, padded = state.num_tokens, state.padded_num_tokens
     if padded == n:
         return True
@@ -148,11 +144,15 @@ def _launch_plausible(state: BatchState) -> bool:
         return False
     if state.launch_num_tokens == padded:
         return padded - n <= MAX_OVERLAP
+    if server is not None:
+        return capture_launch(n, server[0], num_speculative_tokens=server[1]) == padded
     return _capture_config(state) is not None
 
 
 def _capture_config(state: BatchState) -> tuple[int, int] | None:
-    """``(max_num_seqs, drafts)`` under which a graph replay launches exactly ``padded_num_tokens`` rows."""
+    """``(max_num_seqs, drafts)`` under which a graph replay launches exactly ``padded_num_tokens`` rows: the
+    default 512, or a server whose ``max_num_seqs`` is the launch itself [inferred: any value up to 512 is a legal
+    setting, and the capture list then ends there]."""
     rows = state.bsz + state.past_rows.shape[0]
     for drafts in range(MAX_DRAFTS + 1):
         for max_num_seqs in (MAX_NUM_SEQS, state.padded_num_tokens // (drafts + 1)):
@@ -162,8 +162,24 @@ def _capture_config(state: BatchState) -> tuple[int, int] | None:
     return None
 
 
-# Rules a reduced state keeps when the failing state kept them (a pinned state may not: then neither need it).
-GUARDS: tuple[Callable[[BatchState], bool], ...] = (_writes_own_blocks, _launch_plausible)
+@dataclass(frozen=True)
+class _Rules:
+    """The server rules a reduced state keeps when the failing state kept them (a pinned SPEC state may not: then
+    neither need its reductions), and the server whose capture list padded the failing state's graph replay."""
+
+    own_blocks: bool
+    launch: bool
+    server: tuple[int, int] | None  # (max_num_seqs, drafts)
+
+    @classmethod
+    def kept_by(cls, state: BatchState) -> _Rules:
+        launch = _launch_plausible(state)
+        replay = launch and state.launch_num_tokens is None and state.padded_num_tokens > state.num_tokens
+        return cls(_writes_own_blocks(state), launch, _capture_config(state) if replay else None)
+
+    def hold(self, state: BatchState) -> bool:
+        return (not self.own_blocks or _writes_own_blocks(state)) and \
+            (not self.launch or _launch_plausible(state, self.server))
 
 
 # ---- building candidates ------------------------------------------------------------------------------------
@@ -176,8 +192,9 @@ def _requests(state: BatchState, trial: _Trial, src: np.ndarray, enc: np.ndarray
     old_this = state.seq_lens_this_time.astype(np.int64)
     n_old, n_new = state.num_tokens, int(this.astype(np.int64).sum())
     padded = n_new + state.padded_num_tokens - n_old
-    if trial.server is not None and state.launch_num_tokens is None and state.padded_num_tokens > n_old:
-        padded = capture_launch(n_new, trial.server[0], num_speculative_tokens=trial.server[1])
+    server = trial.rules.server
+    if server is not None and state.launch_num_tokens is None and state.padded_num_tokens > n_old:
+        padded = capture_launch(n_new, server[0], num_speculative_tokens=server[1])
     changes: dict = {"seq_lens_encoder": enc.astype(np.int32), "seq_lens_decoder": dec.astype(np.int32),
                      "seq_lens_this_time": this.astype(np.int32), "block_tables": np.ascontiguousarray(tables),
                      "padded_num_tokens": padded}

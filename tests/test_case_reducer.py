@@ -12,6 +12,7 @@ from properties.case_reducer import reduce_state
 from properties.fuzz import run_fuzz
 from properties.mutation import MUTANT_MODULE, run_mutant
 from validation.cli import main
+from validation.launch_padding import capture_launch
 from validation.state import BatchState, ranges
 
 LONG = BatchState.from_dict({
@@ -216,3 +217,60 @@ def test_a_reduced_overlap_step_keeps_a_real_decode_token() -> None:
     assert (reduced.bsz, reduced.num_tokens, reduced.padded_num_tokens) == (1, 1, 2)
     padded = [s for s in seen if s.padded_num_tokens > s.num_tokens]
     assert padded and all(s.num_tokens >= 1 and not (s.seq_lens_encoder > 0).any() for s in padded)
+
+
+def test_a_graph_replay_stays_on_the_failing_states_server() -> None:
+    """5 tokens replay the graph captured for 8 on FastDeploy's default list: no reduced state may pad as another
+    server would (6 rows is a capture size only where max_num_seqs is 6)."""
+    seen: list[tuple[int, int]] = []
+    replay = BatchState.from_dict({
+        "block_size": 64, "seq_lens_encoder": [0] * 5, "seq_lens_decoder": [10, 70, 5, 8, 9],
+        "seq_lens_this_time": [1] * 5, "block_tables": [[3, -1], [4, 8], [6, -1], [7, -1], [11, -1]],
+        "padded_num_tokens": 8})
+
+    def pads(state: BatchState) -> bool:
+        seen.append((state.num_tokens, state.padded_num_tokens))
+        return state.padded_num_tokens > state.num_tokens
+
+    reduced = reduce_state(replay, pads)
+    assert (reduced.num_tokens, reduced.padded_num_tokens) == (3, 4)
+    assert all(padded in (n, capture_launch(n)) for n, padded in seen), sorted(set(seen))
+
+
+def test_the_runner_fields_follow_their_rows_through_a_reduction() -> None:
+    """A batch-id buffer with a real row left at -1 and captured rows past bsz, both needed by the failure: the
+    reduced state keeps them, re-indexed to its own rows and cut to its own table width."""
+    state = BatchState.from_dict({
+        "block_size": 64, "seq_lens_encoder": [0, 0, 0], "seq_lens_decoder": [10, 70, 5],
+        "seq_lens_this_time": [1, 1, 1], "block_tables": [[3, -1], [4, 8], [6, -1]], "padded_num_tokens": 4,
+        "block_tables_past_bsz": [[9, 10]], "batch_id_per_token": [0, -1, 2, -1]})
+
+    def needs_both(candidate: BatchState) -> bool:
+        written = candidate.batch_ids_written
+        return (written is not None and candidate.block_tables_past_bsz is not None
+                and bool((written[:candidate.num_tokens] == -1).any()))
+
+    reduced = reduce_state(state, needs_both)
+    assert reduced.to_dict() == {
+        "block_size": 64, "seq_lens_encoder": [0], "seq_lens_decoder": [1], "seq_lens_this_time": [1],
+        "block_tables": [[0, -1]], "padded_num_tokens": 1, "max_num_batched_tokens": 1,
+        "block_tables_past_bsz": [[1, 2]], "batch_id_per_token": [-1]}
+
+
+def test_check_reduce_refuses_an_unwritable_target_in_one_line_before_any_work(tmp_path: Path, capsys) -> None:
+    big = _write(tmp_path / "big.json", BIG)
+    for target, rule in ((tmp_path, "is a directory"), (tmp_path / "big.json" / "x.json", "cannot make the folder")):
+        code = main(["check", "--state", big, "--baseline", "oracle", "--candidate", PAST_255,
+                     "--reduce", str(target)])
+        captured = capsys.readouterr()
+        assert code == 2 and captured.out == "", captured.out[:200]
+        assert captured.err.count("\n") == 1 and "reduce: " in captured.err and rule in captured.err
+
+
+def test_check_reduce_keeps_stdout_one_json_document_under_json(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "small.json"
+    code = main(["check", "--json", "--state", _write(tmp_path / "big.json", BIG), "--baseline", "oracle",
+                 "--candidate", PAST_255, "--reduce", str(out)])
+    captured = capsys.readouterr()
+    assert code == 1 and json.loads(captured.out)["counts"]["REGRESSION"] > 0
+    assert "--reduce: 300 requests" in captured.err and BatchState.from_json(out).bsz == 257
