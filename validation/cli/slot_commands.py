@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from validation import compare, seam
+from validation.errors import InputError
 from validation.options import PAD_CONTRACTS, add_backend, add_layers, add_pad_contract, add_sides
 from validation.impls.paddle_paths import DEFAULT_NUM_LAYERS
 from validation.state import BatchState, load_steps
@@ -66,6 +68,8 @@ def run_slots(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    if args.reduce:
+        _check_writable(args.reduce)  # before any work: a reduction must have somewhere to go
     *history, state = load_steps(args.state)
     baseline = seam.resolve(args.baseline, backend=args.backend, num_layers=args.layers, field_name="baseline")
     candidate = seam.resolve(args.candidate, backend=args.backend, num_layers=args.layers, field_name="candidate")
@@ -90,12 +94,14 @@ def _reduce(args: argparse.Namespace, state: BatchState, history: list[BatchStat
     def kinds(found: compare.Report) -> set[tuple[str, str]]:
         return {(f.verdict, f.consumer) for f in found.findings if f.verdict in failing}
 
+    out = sys.stderr if args.json else sys.stdout  # stdout stays one JSON document under --json
     wanted = kinds(report)
     if not wanted:
-        print(f"--reduce: nothing written: the state does not fail ({' or '.join(sorted(failing))})")
+        print(f"--reduce: nothing written: the state does not fail ({' or '.join(sorted(failing))})", file=out)
         return
     if history:
-        print("--reduce: nothing written: a multi-step case's last state only makes sense after its history")
+        print("--reduce: nothing written: a multi-step case's last state only makes sense after its history",
+              file=out)
         return
     calls = [0]
 
@@ -105,9 +111,24 @@ def _reduce(args: argparse.Namespace, state: BatchState, history: list[BatchStat
                                                 pad_contract=args.pad_contract)) & wanted)
 
     smaller = reduce_state(state, fails)
-    write_json(Path(args.reduce), smaller.to_dict())  # atomically: a kill mid-write leaves no half state
-    print(f"--reduce: {_shape(state)} -> {_shape(smaller)} ({calls[0]} checks); wrote {args.reduce}")
-    print(f"reproduce: {_check_line(args, args.reduce)}")
+    try:
+        write_json(Path(args.reduce), smaller.to_dict())  # atomically: a kill mid-write leaves no half state
+    except OSError as exc:
+        raise InputError("reduce", f"cannot write {args.reduce!r}: {exc.strerror or exc}") from None
+    print(f"--reduce: {_shape(state)} -> {_shape(smaller)} ({calls[0]} checks); wrote {args.reduce}", file=out)
+    print(f"reproduce: {_check_line(args, args.reduce)}", file=out)
+
+
+def _check_writable(path: str) -> None:
+    """``--reduce``'s file can be written: not a directory, its folder there or made."""
+    if Path(path).is_dir():
+        raise InputError("reduce", f"{path!r} is a directory; give the file to write, e.g. small.json")
+    folder = Path(path).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError("reduce", f"cannot make the folder {str(folder)!r} for {path!r}: "
+                         f"{exc.strerror or exc} (a file in the way?)") from None
 
 
 def _shape(state: BatchState) -> str:
