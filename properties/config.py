@@ -64,11 +64,13 @@ class FuzzConfig:
         return {k: v for k, v in self.__dict__.items() if k not in ("baseline_impl", "candidate_impl")}
 
     def reproduce(self, path: Path | str) -> str:
-        """The one-line command that replays a saved state through the same two sides."""
+        """The one-line command that replays a saved state through the same two sides, failing as this run did
+        (``--strict`` when any finding failed it: without it ``check`` passes a SHARED-BUG)."""
         backend = "" if self.backend == "paddle" else f" --backend {self.backend}"
         contract = "" if self.pad_contract == PAD_CONTRACTS[0] else f" --pad-contract {self.pad_contract}"
+        strict = " --strict" if self.strict else ""
         return (f"dsa-validate check --state {path} --baseline {self.baseline} --candidate {self.candidate}"
-                f"{backend} --layers {self.layers}{contract}")
+                f"{backend} --layers {self.layers}{contract}{strict}")
 
 
 def parse_block_sizes(text: str, *, sweep: bool = False) -> tuple[int, ...]:

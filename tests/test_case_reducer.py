@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from properties.case_reducer import reduce_state
+from properties.config import FuzzConfig
 from properties.fuzz import run_fuzz
 from properties.mutation import MUTANT_MODULE, run_mutant
+from support import requires_paddle
 from validation.cli import main
 from validation.launch_padding import capture_launch
 from validation.state import BatchState, ranges
@@ -274,3 +276,12 @@ def test_check_reduce_keeps_stdout_one_json_document_under_json(tmp_path: Path, 
     captured = capsys.readouterr()
     assert code == 1 and json.loads(captured.out)["counts"]["REGRESSION"] > 0
     assert "--reduce: 300 requests" in captured.err and BatchState.from_json(out).bsz == 257
+
+
+@requires_paddle  # legacy and single_step are Paddle programs
+def test_a_strict_runs_reproduce_line_fails_as_the_run_did() -> None:
+    """A strict fuzz run fails on a SHARED-BUG; its check line must too (plain ``check`` passes one)."""
+    state = str(Path(__file__).resolve().parents[1] / "fixtures" / "states" / "chunked_prefill.json")
+    for strict, code in ((False, 0), (True, 1)):
+        line = FuzzConfig("legacy", "single_step", strict=strict).reproduce(state)
+        assert main(line.removeprefix("dsa-validate ").split()) == code, line

@@ -10,7 +10,7 @@ from typing import Any
 
 from validation import compare, seam
 from validation.errors import InputError
-from validation.options import PAD_CONTRACTS, add_backend, add_layers, add_pad_contract, add_sides
+from validation.options import add_backend, add_layers, add_pad_contract, add_sides
 from validation.impls.paddle_paths import DEFAULT_NUM_LAYERS
 from validation.state import BatchState, load_steps
 
@@ -88,6 +88,7 @@ def _reduce(args: argparse.Namespace, state: BatchState, history: list[BatchStat
     """``check --reduce``: cut a failing state down to what the failure needs, write it, say how to replay it."""
     from properties.case_reducer import reduce_state  # noqa: PLC0415 - only this option needs the fuzzer's reducer
     from properties.collector import write_json  # noqa: PLC0415
+    from properties.config import FuzzConfig  # noqa: PLC0415 - its reproduce line, shared with fuzz
 
     failing = set(compare.VERDICTS) - {compare.OK} if args.strict else {compare.REGRESSION}
 
@@ -116,7 +117,9 @@ def _reduce(args: argparse.Namespace, state: BatchState, history: list[BatchStat
     except OSError as exc:
         raise InputError("reduce", f"cannot write {args.reduce!r}: {exc.strerror or exc}") from None
     print(f"--reduce: {_shape(state)} -> {_shape(smaller)} ({calls[0]} checks); wrote {args.reduce}", file=out)
-    print(f"reproduce: {_check_line(args, args.reduce)}", file=out)
+    sides = FuzzConfig(args.baseline, args.candidate, backend=args.backend, layers=args.layers, strict=args.strict,
+                       pad_contract=args.pad_contract)
+    print(f"reproduce: {sides.reproduce(args.reduce)}", file=out)
 
 
 def _check_writable(path: str) -> None:
@@ -134,17 +137,6 @@ def _check_writable(path: str) -> None:
 def _shape(state: BatchState) -> str:
     counts = ((state.bsz, "request"), (state.num_tokens, "token"), (state.max_blocks, "table column"))
     return ", ".join(f"{n} {word}{'' if n == 1 else 's'}" for n, word in counts)
-
-
-def _check_line(args: argparse.Namespace, path: str) -> str:
-    """The one-line ``check`` command for ``path`` with the options this run used."""
-    line = f"dsa-validate check --state {path} --baseline {args.baseline} --candidate {args.candidate}"
-    line += f" --layers {args.layers}"
-    if args.backend != "paddle":
-        line += f" --backend {args.backend}"
-    if args.pad_contract != PAD_CONTRACTS[0]:
-        line += f" --pad-contract {args.pad_contract}"
-    return line + (" --strict" if args.strict else "")
 
 
 def _observation_json(name: str, state: BatchState, obs: seam.Observation) -> dict[str, Any]:
