@@ -22,10 +22,11 @@ from properties.config import DEFAULT_OUT, PROPERTY_LAYERS, parse_block_sizes
 from properties.fuzz import FuzzResult, run_fuzz
 from properties.time_budget import parse_duration
 from properties.mutation import RIGHT_BASELINE, MutantOutcome, catalogue_specs, run_mutants, score
-from validation import seam
+from validation import atomic_file, seam
 from validation.errors import InputError
 from validation.impls import mutants
-from validation.options import add_backend, add_layers, add_pad_contract, add_sides, positive_int
+from validation.options import (add_backend, add_layers, add_pad_contract, add_sides, output_file, output_folder,
+                                positive_int)
 
 REGRESSIONS_DIR = fixtures.ROOT / "regressions"
 
@@ -61,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     fuzz.add_argument("--strict", action="store_true", help="exit 1 on any finding, not only a REGRESSION")
     fuzz.add_argument("--no-known", action="store_true",
                       help="fail on findings recorded in fixtures/known_findings.json too (they are always reported)")
-    fuzz.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
+    fuzz.add_argument("--out", type=output_folder, default=DEFAULT_OUT, metavar="DIR",
                       help=f"where counterexamples and finding states are written (default: {DEFAULT_OUT})")
     fuzz.add_argument("--save-regressions", action="store_true",
                       help="also copy each failure's minimal state into fixtures/regressions/")
@@ -196,7 +197,7 @@ def register_mutants(sub: argparse._SubParsersAction) -> None:
     cmd.add_argument("--block-sizes", default="64", metavar="N,N,...", help="block sizes of the single-state layer")
     add_backend(cmd)
     cmd.add_argument("--no-baseline", action="store_true", help="skip the second run against the right baseline")
-    cmd.add_argument("--json", type=Path, metavar="FILE", help="also write the outcomes and the score as JSON")
+    cmd.add_argument("--json", type=output_file, metavar="FILE", help="also write the outcomes and the score as JSON")
     cmd.set_defaults(func=run_mutants_command)
 
 
@@ -217,7 +218,8 @@ def run_mutants_command(args: argparse.Namespace) -> int:
     summary = score(outcomes)
     print(render_mutants(outcomes, summary))
     if args.json:
-        args.json.write_text(json.dumps({"score": summary, "mutants": [o.to_dict() for o in outcomes]}, indent=1) + "\n")
+        atomic_file.write_text(args.json, json.dumps({"score": summary, "mutants": [o.to_dict() for o in outcomes]},
+                                                     indent=1) + "\n")
     return 0 if not summary["survivors"] else 1
 
 

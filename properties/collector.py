@@ -11,8 +11,6 @@ time budget the collector ends the property once its slice is spent (``BudgetSpe
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -23,6 +21,7 @@ from typing import Any
 from properties.config import FuzzConfig
 from properties.strategies import Case
 from properties.time_budget import BudgetSpent
+from validation import atomic_file
 from validation.compare import Finding, Report
 from validation.state import MAX_NUM_SEQS
 
@@ -257,10 +256,4 @@ def case_file(case: Case, verdicts: Sequence[str], config: FuzzConfig, *, name: 
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:
     """Write atomically: a kill mid-write never leaves half a counterexample."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, separators=(",", ":"))
-        handle.write("\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_file.write_text(path, json.dumps(data, separators=(",", ":")) + "\n", durable=False)

@@ -97,9 +97,9 @@ def test_console_script_help_has_an_example() -> None:
     assert out.returncode == 0 and "example:" in out.stdout and "dsa-validate check --state" in out.stdout
 
 
-@pytest.mark.parametrize("value", ["0", "-2", "two"])
+@pytest.mark.parametrize("value", ["0", "-2", "two", "513", "100000000"])
 @pytest.mark.parametrize("command", ["slots", "check"])
-def test_layers_must_be_a_positive_integer(capsys, command: str, value: str) -> None:
+def test_layers_must_be_a_positive_integer_within_the_cap(capsys, command: str, value: str) -> None:
     with pytest.raises(SystemExit) as info:
         main([command, "--state", str(STATES / "spec_decode.json"), "--layers", value])
     assert info.value.code == 2

@@ -7,6 +7,8 @@ becomes argparse's own one-line error naming the option, with exit 2.
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 DEFAULT_BASELINE = "legacy"
 DEFAULT_CANDIDATE = "single_step"
@@ -22,6 +24,51 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+# The most decoder layers a per-layer path models: DeepSeek-V3.2 has 61, and every layer repeats the same
+# computation, so a larger count only repeats work (a typo like 100000000 would run for hours).
+MAX_LAYERS = 512
+
+
+def layer_count(text: str) -> int:
+    """``--layers N``: a positive integer no larger than ``MAX_LAYERS``."""
+    value = positive_int(text)
+    if value > MAX_LAYERS:
+        raise argparse.ArgumentTypeError(f"must be <= {MAX_LAYERS} (DeepSeek-V3.2 has 61), got {value}")
+    return value
+
+
+def output_file(text: str) -> Path:
+    """A file a command will write (``--json``, ``--reduce``, ``--plot``): checked at parse time, before any work,
+    so a typo costs one line and exit 2, not a traceback after a run whose results it then loses."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory; give the file to write, e.g. report.json")
+    _makeable(path.parent, text)
+    return path
+
+
+def output_folder(text: str) -> Path:
+    """A folder a command writes into (``--out``): an existing folder, or one that can be made."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a file, not a folder")
+    _makeable(path, text)
+    return path
+
+
+def _makeable(folder: Path, text: str) -> None:
+    """``folder`` exists or can be made: its nearest existing ancestor is a writable folder. Nothing is made
+    here, so a later bad option leaves no empty folder behind."""
+    base = folder.absolute()
+    while not base.exists():
+        base = base.parent
+    if not base.is_dir():
+        named = repr(text) if folder == Path(text) else f"{str(folder)!r} for {text!r}"
+        raise argparse.ArgumentTypeError(f"cannot make the folder {named}: {str(base)!r} is a file")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: the folder {str(base)!r} is not writable")
 
 
 def add_sides(parser: argparse.ArgumentParser, *, baseline_note: str = "") -> None:
@@ -43,7 +90,7 @@ def add_backend(parser: argparse.ArgumentParser, *, default: str = "paddle", hel
 
 def add_layers(parser: argparse.ArgumentParser, default: int) -> None:
     """``--layers``: how many decoder layers the per-layer paths model and compare."""
-    parser.add_argument("--layers", type=positive_int, default=default, metavar="N",
+    parser.add_argument("--layers", type=layer_count, default=default, metavar="N",
                         help=f"decoder layers to model and compare (default: {default})")
 
 

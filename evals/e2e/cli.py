@@ -19,12 +19,12 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from evals.e2e.e2e_options import DEFAULT_TOP_K, E2EOptions
 from evals.e2e.harness import run_e2e
-from validation.options import add_backend, add_sides
+from validation import atomic_file
+from validation.options import add_backend, add_sides, output_file
 
 
 def register(subparsers: Any) -> None:
@@ -49,7 +49,7 @@ def register(subparsers: Any) -> None:
     add_backend(cmd)
     cmd.add_argument("--independent", action="store_true",
                      help="compute all three runs in full (default: runs that are identical so far share a forward)")
-    cmd.add_argument("--json", type=Path, metavar="FILE", help="also write the machine-readable report here")
+    cmd.add_argument("--json", type=output_file, metavar="FILE", help="also write the machine-readable report here")
     cmd.set_defaults(func=_command)
 
 
@@ -61,8 +61,6 @@ def _command(args: argparse.Namespace) -> int:
                          args.backend, args.independent)
     result = run_e2e(options, progress=lambda line: print(line, file=sys.stderr, flush=True))
     if args.json:
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(result.to_dict(), indent=1) + "\n", encoding="utf-8")
-        tmp.replace(args.json)
+        atomic_file.write_text(args.json, json.dumps(result.to_dict(), indent=1) + "\n")
     print(result.render())
     return result.exit_code

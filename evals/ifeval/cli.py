@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from evals.ifeval.data import DATA_ENV, HUB_DATASET
-from validation.options import positive_int
+from validation import atomic_file
+from validation.options import output_file, output_folder, positive_int
 
 EXAMPLES = """examples:
   dsa-validate ifeval score --responses responses.jsonl --data input_data.jsonl --json report.json
@@ -47,8 +48,8 @@ def register(subparsers: Any) -> None:
     score.add_argument("--responses", required=True, help="JSONL of model responses")
     score.add_argument("--data", help=f"IFEval prompts, jsonl or parquet (default: ${DATA_ENV}, "
                        f"else the hub's {HUB_DATASET} when online)")
-    score.add_argument("--json", dest="json_out", help="write the report (metrics, breakdowns, details) here")
-    score.add_argument("--details", dest="details_out", help="write per-prompt verdicts here, one JSON line each")
+    score.add_argument("--json", dest="json_out", type=output_file, help="write the report (metrics, breakdowns, details) here")
+    score.add_argument("--details", dest="details_out", type=output_file, help="write per-prompt verdicts here, one JSON line each")
     score.set_defaults(func=_score_command)
     _register_run(sub)
     _register_compare(sub)
@@ -86,7 +87,7 @@ def _register_run(sub: Any) -> None:
                      help="server base URL ending in /v1 (repeat for several servers)")
     run.add_argument("--model", required=True, help="model name sent with each request")
     run.add_argument("--data", help=f"IFEval prompts (default: ${DATA_ENV}, else the hub's {HUB_DATASET})")
-    run.add_argument("--out", required=True, metavar="RUNDIR", help="run folder (created)")
+    run.add_argument("--out", required=True, type=output_folder, metavar="RUNDIR", help="run folder (created)")
     run.add_argument("--concurrency", type=positive_int, default=32, help="requests in flight (default 32)")
     run.add_argument("--max-tokens", type=positive_int, help="max_tokens of each request")
     run.add_argument("--temperature", type=float, default=0.0, help="default 0 (greedy)")
@@ -127,7 +128,7 @@ def _register_compare(sub: Any) -> None:
     _add_test_options(compare)
     compare.add_argument("--expect-identical", action="store_true",
                          help="fail when any answer differs (greedy decoding of a bit-exact refactor)")
-    compare.add_argument("--out", help="folder for report.md, chart.png, compare.json (default RUN_AFTER/compare)")
+    compare.add_argument("--out", type=output_folder, help="folder for report.md, chart.png, compare.json (default RUN_AFTER/compare)")
     compare.set_defaults(func=_compare_command)
 
 
@@ -162,7 +163,7 @@ def _register_history(sub: Any) -> None:
     history.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders, or a folder of run folders")
     history.add_argument("--reference", metavar="RUN", help="the pinned reference run (default: the oldest run)")
     _add_test_options(history)
-    history.add_argument("--out", help="folder for history.md, history.png, history.json")
+    history.add_argument("--out", type=output_folder, help="folder for history.md, history.png, history.json")
     history.set_defaults(func=_history_command)
 
 
@@ -205,10 +206,10 @@ def run_ifeval(
     prompts = data.load_prompts(data_path)
     report = scoring.score(prompts, data.load_responses(responses, prompts))
     if json_out:
-        Path(json_out).write_text(scoring.to_json(report), encoding="utf-8")
+        atomic_file.write_text(json_out, scoring.to_json(report))
     if details_out:
         lines = (json.dumps(d, sort_keys=True, ensure_ascii=False) + "\n" for d in report["details"])
-        Path(details_out).write_text("".join(lines), encoding="utf-8")
+        atomic_file.write_text(details_out, "".join(lines))
     return report
 
 
@@ -274,7 +275,7 @@ def _run_command(args: argparse.Namespace) -> int:
     from evals.ifeval import client
 
     settings = client.Settings(
-        base_urls=args.base_urls, model=args.model, out=args.out, data=args.data, mode=args.mode,
+        base_urls=args.base_urls, model=args.model, out=str(args.out), data=args.data, mode=args.mode,
         concurrency=args.concurrency, max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed,
         api_key_env=args.api_key_env, system_prompt=args.system_prompt, extra_body=args.extra_body,
         limit=args.limit, resume=args.resume, stream=args.stream, timeout_s=args.timeout,

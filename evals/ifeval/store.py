@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.ifeval import jsonl
+from validation import atomic_file
 from validation.errors import InputError
 
 RESPONSES = "responses.jsonl"
@@ -132,8 +133,4 @@ def _cut_torn_tail(path: Path) -> int:
 
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Replace ``path`` with ``payload`` as JSON in one step (a reader never sees half a file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-    with tmp.open("rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    atomic_file.write_text(path, json.dumps(payload, indent=1, sort_keys=True, ensure_ascii=False) + "\n")

@@ -12,7 +12,7 @@ from typing import Any
 from validation import seam
 from validation.bench import timing_report, traffic
 from validation.bench.shapes import DEFAULT_SHAPES, Shape, parse_shapes
-from validation.options import add_backend, positive_int
+from validation.options import MAX_LAYERS, add_backend, output_file, positive_int
 from validation.errors import InputError
 from validation.fastdeploy.kernel_source import find_op_files
 
@@ -20,7 +20,6 @@ from validation.fastdeploy.kernel_source import find_op_files
 # follows, so a path added to ``seam.BUILTINS`` is timed without touching this module.
 HISTORY = ("legacy", "single_step", "chunked_fix", "get_position_ids", "fused")
 DEFAULT_LAYERS = "1,5,16,61"
-MAX_LAYERS = 512
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,8 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also time each step replayed from a captured CUDA graph, alone and 20 to a graph")
     p.add_argument("--repeats", type=positive_int, default=200, metavar="N", help="samples per figure (default: 200)")
     p.add_argument("--warmup", type=positive_int, default=20, metavar="N", help="unrecorded runs first (default: 20)")
-    p.add_argument("--json", type=Path, metavar="OUT.json", help="write every sample's statistics as JSON")
-    p.add_argument("--plot", type=Path, metavar="OUT.png", help="plot cost against layers (needs matplotlib)")
+    p.add_argument("--json", type=output_file, metavar="OUT.json", help="write every sample's statistics as JSON")
+    p.add_argument("--plot", type=output_file, metavar="OUT.png", help="plot cost against layers (needs matplotlib)")
     p.add_argument("--fastdeploy", type=Path, nargs="+", default=[], metavar="CHECKOUT",
                    help="also time each FastDeploy checkout's own compiled ops (position ops, fused op, padding "
                    "op) on every shape, graph-replayed (cuda backend only)")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from validation import atomic_file
+
 SCHEMA = "dsa-validation/bench/1"
 PERCENTILES = (10, 25, 75, 90)
 MIN_REPEATS = 100  # below this a run is a smoke test, and the table says so
@@ -123,10 +125,7 @@ def render(doc: dict) -> str:
 
 
 def write_json(doc: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    tmp.replace(path)
+    atomic_file.write_text(path, json.dumps(doc, indent=1) + "\n")
 
 
 def read_json(path: Path) -> dict:

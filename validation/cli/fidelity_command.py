@@ -19,7 +19,7 @@ from validation.cross_backend import read_corpus
 from validation.errors import InputError, MissingDependency
 from validation.fastdeploy import fidelity, op_test_files, op_tests
 from validation.fastdeploy.checkout import RUNNER, open_checkout
-from validation.options import positive_int
+from validation.options import output_folder, positive_int
 from validation.state import BatchState
 
 DEFAULT_SNAPSHOTS = Path("../shared/fastdeploy")
@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="states drawn by the property strategy (default: the ci profile's equivalence budget, "
                         f"{profiles.BUDGETS['ci']['equivalence']}; 0: none)")
     parser.add_argument("--seed", type=int, default=0, help="hypothesis seed for the drawn states (default: 0)")
-    parser.add_argument("--out", type=Path, default=Path("fidelity-diffs"), metavar="DIR",
+    parser.add_argument("--out", type=output_folder, default=Path("fidelity-diffs"), metavar="DIR",
                         help="where a first difference is written as a case file (default: fidelity-diffs)")
     parser.add_argument("--op-level", action="store_true",
                         help="run FastDeploy's own op tests against each checkout's ops instead (op-level inputs)")

@@ -23,12 +23,13 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
+from validation import atomic_file
 from validation.cli.ifeval_part import ifeval_part_from_args
 from validation.cli.job_parts import e2e_part, fuzz_part, mutants_part, states_part
 from validation.cli.part_outcome import Part, known_phrase
 from validation.cli.slot_commands import add_impl_options
 from validation.errors import InputError
-from validation.options import add_pad_contract, add_sides
+from validation.options import add_pad_contract, add_sides, output_file, output_folder
 from validation.verdicts import JobVerdict, PartStatus
 
 PARTS = ("states", "fuzz", "mutants", "e2e", "ifeval")
@@ -55,10 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--max-tokens", type=int, metavar="N", help="IFEval answer length cap (embedded default: 64)")
     run.add_argument("--data", metavar="PATH", help="IFEval prompts (default: $DSA_IFEVAL_DATA, ../shared/ifeval, "
                      "else the shipped sample)")
-    run.add_argument("--out", type=Path, metavar="DIR", help="where the IFEval runs are kept "
+    run.add_argument("--out", type=output_folder, metavar="DIR", help="where the IFEval runs are kept "
                      "(default: .dsa/run/<UTC time>)")
     run.add_argument("--allow-skips", action="store_true", help="exit 0 even if a part was skipped")
-    run.add_argument("--json", type=Path, metavar="FILE", help="also write the summary as JSON")
+    run.add_argument("--json", type=output_file, metavar="FILE", help="also write the summary as JSON")
     add_pad_contract(run)
     add_impl_options(run)
     run.set_defaults(func=run_main_job)
@@ -100,8 +101,8 @@ def run_main_job(args: argparse.Namespace) -> int:
         outcomes.append(part)
     print(summary(outcomes, args))
     if args.json:
-        args.json.write_text(json.dumps({"verdict": verdict(outcomes, args.allow_skips)[0],
-                                         "parts": [p.to_dict() for p in outcomes]}, indent=1) + "\n")
+        atomic_file.write_text(args.json, json.dumps({"verdict": verdict(outcomes, args.allow_skips)[0],
+                                                      "parts": [p.to_dict() for p in outcomes]}, indent=1) + "\n")
     return verdict(outcomes, args.allow_skips)[1]
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from validation import compare, seam
 from validation.errors import InputError
-from validation.options import add_backend, add_layers, add_pad_contract, add_sides
+from validation.options import add_backend, add_layers, add_pad_contract, add_sides, output_file
 from validation.impls.paddle_paths import DEFAULT_NUM_LAYERS
 from validation.state import BatchState, load_steps
 
@@ -44,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_sides(check)
     check.add_argument("--strict", action="store_true", help="exit 1 on any finding that is not OK")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
-    check.add_argument("--reduce", metavar="OUT.json",
+    check.add_argument("--reduce", metavar="OUT.json", type=output_file,
                        help="when the state fails (a REGRESSION; with --strict, any finding), write the smallest "
                        "valid state that still fails the same way to OUT.json (properties/case_reducer.py)")
     add_impl_options(check)
@@ -68,8 +67,6 @@ def run_slots(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    if args.reduce:
-        _check_writable(args.reduce)  # before any work: a reduction must have somewhere to go
     *history, state = load_steps(args.state)
     baseline = seam.resolve(args.baseline, backend=args.backend, num_layers=args.layers, field_name="baseline")
     candidate = seam.resolve(args.candidate, backend=args.backend, num_layers=args.layers, field_name="candidate")
@@ -113,25 +110,13 @@ def _reduce(args: argparse.Namespace, state: BatchState, history: list[BatchStat
 
     smaller = reduce_state(state, fails)
     try:
-        write_json(Path(args.reduce), smaller.to_dict())  # atomically: a kill mid-write leaves no half state
+        write_json(args.reduce, smaller.to_dict())  # atomically: a kill mid-write leaves no half state
     except OSError as exc:
         raise InputError("reduce", f"cannot write {args.reduce!r}: {exc.strerror or exc}") from None
     print(f"--reduce: {_shape(state)} -> {_shape(smaller)} ({calls[0]} checks); wrote {args.reduce}", file=out)
     sides = FuzzConfig(args.baseline, args.candidate, backend=args.backend, layers=args.layers, strict=args.strict,
                        pad_contract=args.pad_contract)
     print(f"reproduce: {sides.reproduce(args.reduce)}", file=out)
-
-
-def _check_writable(path: str) -> None:
-    """``--reduce``'s file can be written: not a directory, its folder there or made."""
-    if Path(path).is_dir():
-        raise InputError("reduce", f"{path!r} is a directory; give the file to write, e.g. small.json")
-    folder = Path(path).parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError("reduce", f"cannot make the folder {str(folder)!r} for {path!r}: "
-                         f"{exc.strerror or exc} (a file in the way?)") from None
 
 
 def _shape(state: BatchState) -> str:

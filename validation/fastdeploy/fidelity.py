@@ -10,13 +10,11 @@ shapes included, the hazards, and the kind of failure). The first difference is 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from validation import limits, seam
+from validation import atomic_file, limits, seam
 from validation.cross_backend import LAYERS, digest
 from validation.fastdeploy.checkout import Checkout, Shape, open_checkout
 from validation.fastdeploy.checkout_spec import op_origins, short_origin
@@ -108,15 +106,8 @@ def run_fidelity(root: Path, states: Sequence[BatchState], source: str, out_dir:
 
 def write_case(path: Path, state: BatchState, history: Iterable[BatchState]) -> Path:
     """A case file (history, then the state), written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"state": state.to_dict(), "history": [s.to_dict() for s in history]}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(doc, fh, separators=(",", ":"))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return path
+    return atomic_file.write_text(path, json.dumps(doc, separators=(",", ":")))
 
 
 def render(rows: Sequence[FidelityRow]) -> str:

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 import fixtures
+from validation import atomic_file
 from validation.cross_backend import read_corpus
 from validation.errors import InputError, MissingDependency
 from validation.fastdeploy.compiled_ops import SENTINELS, CompiledOp, compile_checkout_ops
@@ -38,6 +39,7 @@ from validation.fastdeploy.kernel_source import PADDING_OP, checkout_commit
 from validation.impls import cuda_paths
 from validation.impls.faults import KernelFault, check_launch
 from validation.impls.paddle_paths import prior_contents
+from validation.options import output_file
 from validation.state import BatchState
 
 CORPUS = fixtures.ROOT / "corpus" / "states.jsonl.gz"
@@ -347,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--corpus", type=Path, default=CORPUS)
     p.add_argument("--fuzz", type=int, default=200, help="seeded op-level draws per op (default 200)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", type=Path, help="also write the rows as JSON lines")
+    p.add_argument("--json", type=output_file, help="also write the rows as JSON lines")
     args = p.parse_args(argv)
     try:
         rows = fidelity_rows(args.roots, args.corpus, args.fuzz, args.seed)
@@ -358,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         import json  # noqa: PLC0415
 
-        args.json.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in rows))
+        atomic_file.write_text(args.json, "".join(json.dumps(r.to_dict()) + "\n" for r in rows))
     return 0 if all(r.identical == r.states for r in rows) else 1
 
 
