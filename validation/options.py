@@ -26,6 +26,41 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """Durations that must be finite and above 0 (``--timeout``)."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """Finite amounts that may be 0 (``--temperature``, ``--retry-backoff``)."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def probability(text: str) -> float:
+    """A level strictly between 0 and 1 (``--alpha``)."""
+    value = finite_float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """Any number but NaN and the infinities (``--margin``: a negative margin demands an improvement)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
 # The most decoder layers a per-layer path models: DeepSeek-V3.2 has 61, and every layer repeats the same
 # computation, so a larger count only repeats work (a typo like 100000000 would run for hours).
 MAX_LAYERS = 512

@@ -18,7 +18,8 @@ from typing import Any
 
 from evals.ifeval.data import DATA_ENV, HUB_DATASET
 from validation import atomic_file
-from validation.options import output_file, output_folder, positive_int
+from validation.options import (finite_float, non_negative_float, output_file, output_folder, positive_float, positive_int,
+                                probability)
 
 EXAMPLES = """examples:
   dsa-validate ifeval score --responses responses.jsonl --data input_data.jsonl --json report.json
@@ -90,7 +91,7 @@ def _register_run(sub: Any) -> None:
     run.add_argument("--out", required=True, type=output_folder, metavar="RUNDIR", help="run folder (created)")
     run.add_argument("--concurrency", type=positive_int, default=32, help="requests in flight (default 32)")
     run.add_argument("--max-tokens", type=positive_int, help="max_tokens of each request")
-    run.add_argument("--temperature", type=float, default=0.0, help="default 0 (greedy)")
+    run.add_argument("--temperature", type=non_negative_float, default=0.0, help="default 0 (greedy)")
     run.add_argument("--seed", type=int, help="sampling seed sent with each request")
     run.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key")
     mode = run.add_mutually_exclusive_group()
@@ -104,9 +105,9 @@ def _register_run(sub: Any) -> None:
     run.add_argument("--limit", type=positive_int, help="ask only the first N prompts")
     run.add_argument("--resume", action="store_true", help="continue the run in RUNDIR, asking only what is missing")
     run.add_argument("--stream", action="store_true", help="stream each answer (SSE) instead of one response")
-    run.add_argument("--timeout", type=float, default=600.0, help="seconds per request (default 600)")
+    run.add_argument("--timeout", type=positive_float, default=600.0, help="seconds per request (default 600)")
     run.add_argument("--max-attempts", type=positive_int, default=6, help="attempts per prompt (default 6)")
-    run.add_argument("--retry-backoff", type=float, default=1.0,
+    run.add_argument("--retry-backoff", type=non_negative_float, default=1.0,
                      help="first back-off in seconds, doubled per attempt, at most 30 (default 1)")
     run.add_argument("--set-aside-after", type=positive_int, default=5,
                      help="consecutive failures after which a server is set aside (default 5); it comes back "
@@ -128,15 +129,16 @@ def _register_compare(sub: Any) -> None:
     _add_test_options(compare)
     compare.add_argument("--expect-identical", action="store_true",
                          help="fail when any answer differs (greedy decoding of a bit-exact refactor)")
-    compare.add_argument("--out", type=output_folder, help="folder for report.md, chart.png, compare.json (default RUN_AFTER/compare)")
+    compare.add_argument("--out", type=output_folder,
+                         help="folder for report.md, chart.png, compare.json (default RUN_AFTER/compare)")
     compare.set_defaults(func=_compare_command)
 
 
 def _add_test_options(parser: argparse.ArgumentParser) -> None:
     """The paired tests' options, shared by compare and history."""
-    parser.add_argument("--margin", type=float, default=1.0,
+    parser.add_argument("--margin", type=finite_float, default=1.0,
                         help="gate: fail when a lower bound of After - Before is below -margin points (default 1.0)")
-    parser.add_argument("--alpha", type=float, default=0.05, help="1 - confidence of the intervals (default 0.05)")
+    parser.add_argument("--alpha", type=probability, default=0.05, help="1 - confidence of the intervals (default 0.05)")
     parser.add_argument("--resamples", type=positive_int, default=2000, help="bootstrap resamples (default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
 
