@@ -14,12 +14,13 @@ import argparse
 import json
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import fixtures
 from properties import profiles
 from properties.config import DEFAULT_OUT, PROPERTY_LAYERS, parse_block_sizes
-from properties.fuzz import FuzzResult, run_fuzz
+from properties.fuzz import FuzzInterrupted, FuzzResult, run_fuzz
 from properties.time_budget import parse_duration
 from properties.mutation import RIGHT_BASELINE, MutantOutcome, catalogue_specs, run_mutants, score
 from validation import atomic_file, seam
@@ -79,7 +80,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     block_sizes = parse_block_sizes(args.block_sizes, sweep=args.sweep_block_sizes)
     progress = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
-    result = run_fuzz(
+    try:
+        result = _fuzz(args, block_sizes, progress)
+    except FuzzInterrupted as stop:  # Ctrl-C or SIGTERM: what the properties that ended found is still reported
+        result = stop.result
+    if args.save_regressions:
+        save_regressions(result)
+    print(json.dumps(result.to_dict()) if args.json else render(result))
+    return result.exit_code
+
+
+def _fuzz(args: argparse.Namespace, block_sizes: tuple[int, ...], progress: Callable[[str], None] | None) -> FuzzResult:
+    return run_fuzz(
         args.baseline, args.candidate, profile=args.profile, block_sizes=block_sizes, sweep=args.sweep_block_sizes,
         backend=args.backend, layers=args.layers, strict=args.strict,
         properties=[p.strip() for p in args.properties.split(",") if p.strip()],
@@ -87,10 +99,6 @@ def run(args: argparse.Namespace) -> int:
         pad_contract=args.pad_contract, pre_serving=args.pre_serving, jobs=args.jobs,
         time_budget=None if args.time_budget is None else parse_duration(args.time_budget),
         fill_budget=args.fill_budget)
-    if args.save_regressions:
-        save_regressions(result)
-    print(json.dumps(result.to_dict()) if args.json else render(result))
-    return result.exit_code
 
 
 def save_regressions(result: FuzzResult) -> list[Path]:
@@ -111,6 +119,10 @@ def render(result: FuzzResult) -> str:
     lines = [f"fuzz {cfg.baseline} vs {cfg.candidate} (profile {result.profile}, block sizes "
              f"{','.join(map(str, cfg.block_sizes))}, {cfg.layers} layers): {result.examples} states in "
              f"{result.seconds:.1f}s" + (f" (time budget {result.time_budget:.0f}s)" if result.time_budget else "")]
+    if result.interrupted:
+        lines.append(f"INTERRUPTED by {result.interrupted}: a partial report of the properties that ended; not "
+                     f"finished: {', '.join(result.unfinished) or 'none'} (their counterexamples so far are under "
+                     f"{cfg.out_dir}); scenarios are not judged")
     lines += _coverage(result)
     if result.groups:
         lines.append("findings by triage class and scenario:")

@@ -14,6 +14,7 @@ import gc
 import multiprocessing
 import os
 import secrets
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -30,7 +31,7 @@ from properties.collector import Collector, Group, PropertyStats
 from properties.config import DEFAULT_OUT, PROPERTY_LAYERS, FuzzConfig
 from properties.strategies import DEFAULT_BLOCK_SIZES, SWEEP_BLOCK_SIZES
 from properties.suite import build_property
-from properties.workers import run_shares
+from properties.workers import SharesInterrupted, run_shares
 from properties.time_budget import MIN_TOP_UP_S, REPORT_MARGIN_S, BudgetSpent, slice_end
 from validation.compare import REGRESSION
 from validation.verdicts import Verdict
@@ -57,6 +58,9 @@ class FuzzResult:
     reached_by_size: dict[int, dict[str, int]] = field(default_factory=dict)
     time_budget: float | None = None
     top_ups: list[dict[str, Any]] = field(default_factory=list)  # rounds run on a time budget's unused time
+    interrupted: str | None = None  # "SIGINT" or "SIGTERM" when the run was stopped: a partial report
+    unfinished: list[str] = field(default_factory=list)  # properties an interruption cut off
+
 
     @property
     def examples(self) -> int:
@@ -73,7 +77,9 @@ class FuzzResult:
     @property
     def exit_code(self) -> int:
         """1 on a REGRESSION (with strict: any finding), a failed property, or a required scenario
-        never generated; 0 otherwise."""
+        never generated; 0 otherwise. An interrupted run exits as the shell reports its signal: 130 or 143."""
+        if self.interrupted:
+            return 128 + int(getattr(signal, self.interrupted))
         unknown = [g for g in self.groups if g.known is None]
         if self.failed or self.missing or any(g.verdict == REGRESSION for g in unknown):
             return 1
@@ -86,6 +92,7 @@ class FuzzResult:
             "layers": self.config.layers, "strict": self.config.strict, "exit_code": self.exit_code,
             "examples": self.examples, "seconds": round(self.seconds, 3), "missing_scenarios": self.missing,
             "reached": self.reached, "time_budget": self.time_budget, "top_up_rounds": self.top_ups,
+            "interrupted": self.interrupted, "unfinished_properties": self.unfinished,
             "reached_by_block_size": {str(bs): tags for bs, tags in self.reached_by_size.items()},
             "properties": {name: {
                 "examples": p.examples, "seconds": round(p.seconds, 3), "failed": p.failed,
@@ -102,6 +109,16 @@ class FuzzResult:
                 "state": None if g.case is None else g.case.state.to_dict(),
             } for g in self.groups],
         }
+
+
+class FuzzInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM ended a run with worker processes: ``result`` is the partial report (the properties that
+    ended, every finding they delivered). A ``KeyboardInterrupt``, so a caller that only wants whole runs stops."""
+
+    def __init__(self, result: FuzzResult) -> None:
+        super().__init__(result.interrupted)
+        self.result = result
+        self.signal_name = result.interrupted
 
 
 def run_fuzz(baseline: str = "legacy", candidate: str = "single_step", *, profile: str = "ci",
@@ -147,20 +164,34 @@ def run_fuzz(baseline: str = "legacy", candidate: str = "single_step", *, profil
     options = {"profile": profile, "max_examples": max_examples, "seed": seed}
     deadline = None if time_budget is None else started + max(time_budget - REPORT_MARGIN_S, 0.5 * time_budget)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(selected)))
-    collector = _run_round(config, selected, options, jobs, stop_at_first_failure, progress, deadline, in_process)
     trimmed = max_examples is not None or set(selected) != set(profiles.PROPERTIES)
     top_ups: list[dict[str, Any]] = []
-    if deadline is not None and (fill_budget or not trimmed) and not (stop_at_first_failure and any(
-            s.failed for s in collector.stats.values())):  # a trimmed run is not held to coverage: no gap rounds
-        top_ups = _top_up(collector, config, selected, options, jobs, progress, deadline,
-                          chase_gaps=not trimmed, fill=fill_budget, in_process=in_process)
+    try:
+        collector = _run_round(config, selected, options, jobs, stop_at_first_failure, progress, deadline,
+                               in_process)
+        if deadline is not None and (fill_budget or not trimmed) and not (stop_at_first_failure and any(
+                s.failed for s in collector.stats.values())):  # a trimmed run is not held to coverage: no gap rounds
+            top_ups = _top_up(collector, config, selected, options, jobs, progress, deadline,
+                              chase_gaps=not trimmed, fill=fill_budget, in_process=in_process)
+    except SharesInterrupted as stop:
+        # No finding file is rewritten: each was written when found, and a worker cut off may hold a smaller one.
+        part = stop.collector
+        raise FuzzInterrupted(FuzzResult(
+            config, profile, {name: part.stats[name] for name in selected if name in part.stats},
+            sorted(part.groups.values(), key=_group_order), dict(sorted(part.reached.items())), [],
+            time.perf_counter() - started, _by_size(part), time_budget, top_ups, stop.signal_name,
+            stop.unfinished)) from None
     collector.stats = {name: collector.stats[name] for name in selected if name in collector.stats}
     collector.write_findings()
     missing = [] if trimmed else _missing(collector, profile, sizes)  # a trimmed run is not held to coverage
-    by_size = {bs: dict(sorted(tags.items())) for bs, tags in sorted(collector.reached_by_size.items())}
     return FuzzResult(config, profile, collector.stats, sorted(collector.groups.values(), key=_group_order),
-                      dict(sorted(collector.reached.items())), missing, time.perf_counter() - started, by_size,
-                      time_budget, top_ups)
+                      dict(sorted(collector.reached.items())), missing, time.perf_counter() - started,
+                      _by_size(collector), time_budget, top_ups)
+
+
+def _by_size(collector: Collector) -> dict[int, dict[str, int]]:
+    """Scenarios reached per block size, both sorted, as the report prints them."""
+    return {bs: dict(sorted(tags.items())) for bs, tags in sorted(collector.reached_by_size.items())}
 
 
 def _run_round(config: FuzzConfig, names: Sequence[str], options: dict[str, Any], jobs: int,
@@ -226,8 +257,13 @@ def _top_up(collector: Collector, config: FuzzConfig, selected: Sequence[str], o
             purpose = "to fill the time budget" if filling else f"for {', '.join(sorted(wanted))}"
             progress(f"top-up round {len(rounds) + 1} (seed {seed}): {', '.join(names)} at block sizes "
                      f"{','.join(map(str, sizes))} {purpose}")
-        part = _run_round(dataclasses.replace(config, block_sizes=sizes), names, {**options, "seed": seed},
-                          min(jobs, len(names)), False, progress, deadline, in_process)
+        try:
+            part = _run_round(dataclasses.replace(config, block_sizes=sizes), names, {**options, "seed": seed},
+                              min(jobs, len(names)), False, progress, deadline, in_process)
+        except SharesInterrupted as stop:  # what the rounds before this one found is reported too
+            collector.merge(stop.collector)
+            stop.collector = collector
+            raise
         collector.merge(part)
         rounds.append({"seed": seed, "block_sizes": list(sizes), "properties": names, "fill": filling,
                        "states": sum(s.examples for s in part.stats.values()),

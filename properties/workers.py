@@ -11,8 +11,12 @@ baseline cannot run sends why, and the parent stops every worker at once instead
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import signal
-from collections.abc import Callable, Sequence
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import BaseContext
@@ -23,6 +27,23 @@ from properties.config import FuzzConfig
 
 # What a worker runs: (config, its share of the property names, send) -> why its baseline cannot run, or None.
 Share = Callable[[FuzzConfig, Sequence[str], Callable[[tuple[str, Any]], None]], "str | None"]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM in the parent while workers run, raised as Ctrl-C is: the workers are stopped, a report printed."""
+
+    signal_name = "SIGTERM"
+
+
+class SharesInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM while the workers ran: what the properties that ended delivered, and which did not end.
+    A ``KeyboardInterrupt`` still, so a caller that does not report partial results stops as on Ctrl-C."""
+
+    def __init__(self, collector: Collector, unfinished: list[str], signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.collector = collector
+        self.unfinished = unfinished
+        self.signal_name = signal_name
 
 
 @dataclass
@@ -38,35 +59,79 @@ def run_shares(context: BaseContext, config: FuzzConfig, shares: Sequence[Sequen
     """Run ``target`` once per share, each in its own process of ``context``; gather what they report."""
     workers = [_Worker(context, config, share, target) for share in shares]
     outcome = Outcome(Collector(config))
+    live = list(workers)
     try:
-        live = list(workers)
-        while live:
-            # A worker has ended when its process has (waitpid), not when its pipe or sentinel closes: a child
-            # the code under test forked inherits both and may hold them open long after the worker died.
-            wait([w.receiver for w in live if not w.closed] + [w.process.sentinel for w in live], timeout=1.0)
-            for worker in list(live):
-                ended = not worker.process.is_alive()  # first: once it has ended, all it sent is in the pipe
-                for kind, payload in worker.pending():
-                    if kind == "baseline":
-                        outcome.baseline_failure = payload
-                        return outcome  # the finally stops the others: nothing can be judged against it
-                    if kind == "start":
-                        worker.running = payload
-                    elif kind == "done":
-                        worker.collector, name, worker.running = payload, worker.running, None
-                        if on_property and name in payload.stats:
-                            on_property(payload.stats[name])
-                    elif kind == "error":
-                        worker.error = payload
-                if ended:
-                    live.remove(worker)
-                    for stats in worker.finish(config, outcome):
-                        if on_property:
-                            on_property(stats)
+        with _sigterm_raises():
+            _gather(live, config, outcome, on_property)
+    except KeyboardInterrupt as stop:
+        unfinished = _fold_in_the_ended(live, outcome)
+        raise SharesInterrupted(outcome.collector, unfinished,
+                                "SIGTERM" if isinstance(stop, Terminated) else "SIGINT") from None
     finally:
         for worker in workers:
             worker.stop()
     return outcome
+
+
+def _gather(live: list[_Worker], config: FuzzConfig, outcome: Outcome,
+            on_property: Callable[[PropertyStats], None] | None) -> None:
+    """Read the workers' events until every worker has ended (``live`` shrinks as they do)."""
+    while live:
+        # A worker has ended when its process has (waitpid), not when its pipe or sentinel closes: a child
+        # the code under test forked inherits both and may hold them open long after the worker died.
+        wait([w.receiver for w in live if not w.closed] + [w.process.sentinel for w in live], timeout=1.0)
+        for worker in list(live):
+            ended = not worker.process.is_alive()  # first: once it has ended, all it sent is in the pipe
+            for kind, payload in worker.pending():
+                if kind == "baseline":
+                    outcome.baseline_failure = payload
+                    return  # the caller stops the others: nothing can be judged against it
+                if kind == "start":
+                    worker.running = payload
+                elif kind == "done":
+                    worker.collector, name, worker.running = payload, worker.running, None
+                    if on_property and name in payload.stats:
+                        on_property(payload.stats[name])
+                elif kind == "error":
+                    worker.error = payload
+            if ended:
+                live.remove(worker)
+                for stats in worker.finish(config, outcome):
+                    if on_property:
+                        on_property(stats)
+
+
+def _fold_in_the_ended(live: list[_Worker], outcome: Outcome) -> list[str]:
+    """After Ctrl-C or SIGTERM: fold in each running worker's properties that ended (what it sent so far); the
+    names of those that did not. Their counterexamples are on disk already, written as they were found."""
+    unfinished: list[str] = []
+    for worker in live:
+        for kind, payload in worker.pending():
+            if kind == "done":
+                worker.collector = payload
+        done = worker.collector.stats if worker.collector else {}
+        if worker.collector:
+            outcome.collector.merge(worker.collector)
+        unfinished += [name for name in worker.share if name not in done]
+    return unfinished
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises ``Terminated`` here while the workers run (a CI job's timeout, ``kill``), so the workers are
+    stopped and the properties that ended are reported, as on Ctrl-C. Only the main thread can set a handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:  # a handler installed from C (Paddle's) reads back as None: the default is what is left to restore
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 class _Worker:
@@ -137,6 +202,11 @@ def _death(exitcode: int | None) -> str:
 
 def _serve(sender: Connection, config: FuzzConfig, share: list[str], target: Share) -> None:
     """The worker's main: run the share, send its events; an exception is sent as one line, not a traceback."""
+    # Ctrl-C reaches the terminal's whole process group and a service manager's SIGTERM its whole cgroup: the
+    # parent decides (it stops the workers and reports), so a worker neither dies half-way nor prints a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent()
     try:
         failure = target(config, share, sender.send)
         if failure is not None:
@@ -145,3 +215,14 @@ def _serve(sender: Connection, config: FuzzConfig, share: list[str], target: Sha
         sender.send(("error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
     finally:
         sender.close()
+
+
+# prctl(2) option: the signal the kernel sends this process when the thread that created it ends.
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel SIGKILLs this worker when its parent ends, however it ends (SIGKILL, the OOM killer), so a
+    killed fuzz run never leaves workers fuzzing on for the rest of a nightly budget. Elsewhere: nothing."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

@@ -8,8 +8,11 @@ model.py derives the index queries, keys and head weights from the layer's own p
 from __future__ import annotations
 
 import numpy as np
-import paddle
-import paddle.nn.functional as F
+
+from validation.impls.paddle_runtime import paddle as _load_paddle
+
+paddle = _load_paddle()  # through the suite's loader, which keeps SIGTERM ending the process (paddle_runtime)
+F = paddle.nn.functional
 
 
 def index_scores(queries, keys, head_weights, scale: float):

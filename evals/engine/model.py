@@ -28,13 +28,16 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-import paddle
-import paddle.nn.functional as F
+
+from validation.impls.paddle_runtime import paddle as _load_paddle
 
 from . import indexer
 from .paged import ReadGroup, WritePlan, read_groups, write_plan
 from .reference import reference_forward as _reference_forward
 from .weights import ModelConfig, ModelWeights
+
+paddle = _load_paddle()  # through the suite's loader, which keeps SIGTERM ending the process (paddle_runtime)
+F = paddle.nn.functional
 
 CONSUMERS = ("indexer", "attention")
 

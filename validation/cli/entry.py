@@ -69,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into head & co.: not an error of ours
         sys.stderr.close()
         return 0
-    except KeyboardInterrupt:
-        print(f"dsa-validate {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM where a command turns it into one (``signal_name``)
+        terminated = getattr(stop, "signal_name", "SIGINT") == "SIGTERM"
+        print(f"dsa-validate {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130

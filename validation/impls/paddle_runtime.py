@@ -8,9 +8,13 @@ so the models reproduce what this Paddle build really does instead of what we gu
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
+import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -19,15 +23,35 @@ from validation.errors import MissingDependency
 
 @functools.cache
 def paddle() -> ModuleType:
-    """Import Paddle once, quietly; raise ``MissingDependency`` when it is not installed."""
+    """Import Paddle once, quietly, keeping the process's SIGTERM disposition; raise ``MissingDependency`` when
+    Paddle is not installed. Every module of the suite that uses Paddle imports it through here."""
     os.environ.setdefault("GLOG_minloglevel", "2")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _sigterm_kept():
             warnings.simplefilter("ignore")
             import paddle as _paddle  # noqa: PLC0415 - optional dependency
     except ImportError:
         raise MissingDependency("paddlepaddle", "cpu", "the Paddle models of FastDeploy's code paths") from None
     return _paddle
+
+
+@contextlib.contextmanager
+def _sigterm_kept() -> Iterator[None]:
+    """Put back the SIGTERM disposition Paddle's import replaces.
+
+    Why: the import installs a C++ handler that prints a stack trace from inside the signal handler, which is not
+    async-signal-safe: a ``check`` sent SIGTERM mid-run hung in a futex in 1 of 3 tries here (Paddle 3.3.1 CPU),
+    so a CI job's timeout or ``kill`` could leave a process that never ends. Python's disposition (terminate, or
+    a command's own handler) ends it at once. Only the main thread can set a handler; elsewhere nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if before is None else before)
 
 
 def available() -> bool:
