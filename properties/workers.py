@@ -11,12 +11,10 @@ baseline cannot run sends why, and the parent stops every worker at once instead
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import BaseContext
@@ -24,15 +22,10 @@ from typing import Any
 
 from properties.collector import Collector, PropertyStats
 from properties.config import FuzzConfig
+from validation.termination import Terminated, sigterm_raises
 
 # What a worker runs: (config, its share of the property names, send) -> why its baseline cannot run, or None.
 Share = Callable[[FuzzConfig, Sequence[str], Callable[[tuple[str, Any]], None]], "str | None"]
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM in the parent while workers run, raised as Ctrl-C is: the workers are stopped, a report printed."""
-
-    signal_name = "SIGTERM"
 
 
 class SharesInterrupted(KeyboardInterrupt):
@@ -61,7 +54,7 @@ def run_shares(context: BaseContext, config: FuzzConfig, shares: Sequence[Sequen
     outcome = Outcome(Collector(config))
     live = list(workers)
     try:
-        with _sigterm_raises():
+        with sigterm_raises():  # a CI timeout stops the workers and gets the report, as Ctrl-C does
             _gather(live, config, outcome, on_property)
     except KeyboardInterrupt as stop:
         unfinished = _fold_in_the_ended(live, outcome)
@@ -114,24 +107,6 @@ def _fold_in_the_ended(live: list[_Worker], outcome: Outcome) -> list[str]:
             outcome.collector.merge(worker.collector)
         unfinished += [name for name in worker.share if name not in done]
     return unfinished
-
-
-@contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """SIGTERM raises ``Terminated`` here while the workers run (a CI job's timeout, ``kill``), so the workers are
-    stopped and the properties that ended are reported, as on Ctrl-C. Only the main thread can set a handler."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def terminate(signum: int, frame: object) -> None:
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:  # a handler installed from C (Paddle's) reads back as None: the default is what is left to restore
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 class _Worker:

@@ -102,6 +102,30 @@ def test_sigkill_then_resume_ends_with_every_answer_once(tmp_path: Path, monkeyp
     _assert_no_secret(out, done.stdout, done.stderr)
 
 
+@pytest.mark.parametrize(("sig", "code", "word"),
+                         [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+def test_sigterm_or_ctrl_c_keeps_every_answer_and_says_how_to_go_on(tmp_path: Path, sig: signal.Signals, code: int,
+                                                                   word: str) -> None:
+    out = tmp_path / "run"
+    store = out / "responses.jsonl"
+    with serve(FaultPlan(latency_s=0.02)) as (url, _plan):
+        command = [sys.executable, "-m", "validation.cli", "ifeval", "run", "--base-url", url, "--model", "m",
+                   "--data", str(real_data_path()), "--out", str(out), "--concurrency", "8", "--no-progress"]
+        child = subprocess.Popen(command, env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        deadline = time.monotonic() + 60
+        while not (store.is_file() and store.read_bytes().count(b"\n") >= 50):
+            assert time.monotonic() < deadline and child.poll() is None, "the run never got going"
+            time.sleep(0.01)
+        os.killpg(child.pid, sig)  # Ctrl-C reaches the whole group; SIGTERM is sent to it too by service managers
+        _, stderr = child.communicate(timeout=60)
+    kept = _lines(store)
+    assert child.returncode == code and 50 <= len(kept) < 541, stderr
+    assert f"{len(kept)} of 541 prompts answered so far, kept in {store}" in stderr and "--resume" in stderr
+    assert stderr.rstrip().endswith(f"ifeval: {word}") and "Traceback" not in stderr, stderr
+
+
 def _settled(plan: FaultPlan) -> int:
     """The server's request count once it has stopped changing (a killed client's last bytes read)."""
     seen, since = sum(plan.requests.values()), time.monotonic()

@@ -41,8 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from evals.ifeval.server_breaker import ServerPool
-from evals.ifeval.store import Store, write_json_atomic
+from evals.ifeval.store import Store, read_answers, write_json_atomic
 from validation.errors import InputError, MissingDependency
+from validation.termination import sigterm_raises
 
 RUN_JSON = "run.json"
 SCORES_JSON = "scores.json"
@@ -150,7 +151,13 @@ def run(settings: Settings, prompts: list[Any] | None = None) -> dict[str, Any]:
         todo = [p for p in prompts if p.key not in loaded.answers]
         meta = _run_meta(settings, previous, loaded, len(prompts), len(todo))
         write_json_atomic(run_json, meta)
-        outcome = asyncio.run(_ask_all(settings, key, todo, store))
+        with sigterm_raises():
+            outcome = asyncio.run(_ask_all(settings, key, todo, store))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM  # every answer is on disk as it came: say where, and how to go on
+        kept = len(read_answers(store.responses).answers)
+        print(f"{kept} of {len(prompts)} prompts answered so far, kept in {store.responses}; finish the run with "
+              "the same command and --resume", file=sys.stderr)
+        raise
     finally:
         store.close()
     summary = finish(folder, prompts, meta, outcome)
@@ -161,7 +168,6 @@ def finish(folder: Path, prompts: list[Any], meta: dict[str, Any], outcome: Outc
     """Score the store's answers, write scores.json and the final run.json; return the summary."""
     from evals.ifeval import scoring
     from evals.ifeval.data import Responses
-    from evals.ifeval.store import read_answers
 
     answers = read_answers(folder / "responses.jsonl").answers
     wanted = {p.key for p in prompts}
