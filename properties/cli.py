@@ -120,9 +120,8 @@ def render(result: FuzzResult) -> str:
              f"{','.join(map(str, cfg.block_sizes))}, {cfg.layers} layers): {result.examples} states in "
              f"{result.seconds:.1f}s" + (f" (time budget {result.time_budget:.0f}s)" if result.time_budget else "")]
     if result.interrupted:
-        lines.append(f"INTERRUPTED by {result.interrupted}: a partial report of the properties that ended; not "
-                     f"finished: {', '.join(result.unfinished) or 'none'} (their counterexamples so far are under "
-                     f"{cfg.out_dir}); scenarios are not judged")
+        lines.append(f"INTERRUPTED by {result.interrupted}: a partial report, what each property found until then; "
+                     f"not finished: {', '.join(result.unfinished) or 'none'}; scenarios are not judged")
     lines += _coverage(result)
     if result.groups:
         lines.append("findings by triage class and scenario:")
@@ -146,7 +145,8 @@ def render(result: FuzzResult) -> str:
             lines.append(f"FAILED {name} after {stats.examples_to_failure} examples "
                          f"({(stats.seconds_to_failure or 0):.1f}s){': ' + stats.error if stats.error else ''}")
         if stats.cut_short:
-            lines.append("  shrinking was cut short by the time budget: the smallest failing state found so far")
+            lines.append(f"  shrinking was cut short by {'the interruption' if stats.interrupted else 'the time budget'}"
+                         ": the smallest failing state found so far")
         if stats.counterexample is not None:
             state_json = json.dumps(stats.counterexample["state"], separators=(",", ":"))
             lines.append(f"  minimal state: {_shown(state_json, stats.path)}")
@@ -165,7 +165,8 @@ def _coverage(result: FuzzResult) -> list[str]:
     lines = ["states per property and block size:"]
     for name, stats in result.properties.items():
         sizes = ", ".join(f"{bs}: {n}" for bs, n in sorted(stats.by_block_size.items()))
-        cut = " (cut short by the time budget)" if stats.cut_short else ""
+        cut = f" (cut short by {result.interrupted})" if stats.interrupted else \
+            " (cut short by the time budget)" if stats.cut_short else ""
         lines.append(f"  {name}: {stats.examples} ({sizes}){cut}")
     for block_size in result.config.block_sizes:  # the pinned SPEC examples' own block sizes are not required
         tags = result.reached_by_size.get(block_size, {})

@@ -20,7 +20,7 @@ from typing import Any
 
 from properties.config import FuzzConfig
 from properties.strategies import Case
-from properties.time_budget import BudgetSpent
+from properties.time_budget import BudgetSpent, stop_asked
 from validation import atomic_file
 from validation.compare import Finding, Report
 from validation.state import MAX_NUM_SEQS
@@ -56,7 +56,8 @@ class PropertyStats:
     path: Path | None = None
     error: str | None = None
     by_block_size: Counter = field(default_factory=Counter)
-    cut_short: bool = False  # ended by the time budget before its example budget
+    cut_short: bool = False  # ended by the time budget (or an interruption) before its example budget
+    interrupted: bool = False  # cut short because the run was interrupted, not by the time budget
     started: float = field(default_factory=time.perf_counter, repr=False)
 
     def absorb(self, later: PropertyStats) -> None:
@@ -70,6 +71,7 @@ class PropertyStats:
                 self.seconds + later.seconds_to_failure
         self.failed |= later.failed
         self.cut_short |= later.cut_short
+        self.interrupted |= later.interrupted
         self.examples += later.examples
         self.seconds += later.seconds
         self.by_block_size.update(later.by_block_size)
@@ -160,7 +162,7 @@ class Collector:
         failing = bool(self.failing_kinds(case, report))
         if failing:
             self._fail(stats, case, report)
-        if self.deadline is not None and time.perf_counter() >= self.deadline:
+        if (self.deadline is not None and time.perf_counter() >= self.deadline) or stop_asked():
             raise BudgetSpent(name)
         return failing
 

@@ -32,7 +32,7 @@ from properties.config import DEFAULT_OUT, PROPERTY_LAYERS, FuzzConfig
 from properties.strategies import DEFAULT_BLOCK_SIZES, SWEEP_BLOCK_SIZES
 from properties.suite import build_property
 from properties.workers import SharesInterrupted, run_shares
-from properties.time_budget import MIN_TOP_UP_S, REPORT_MARGIN_S, BudgetSpent, slice_end
+from properties.time_budget import MIN_TOP_UP_S, REPORT_MARGIN_S, BudgetSpent, slice_end, stop_asked
 from validation.compare import REGRESSION
 from validation.verdicts import Verdict
 from validation.errors import InputError
@@ -97,7 +97,8 @@ class FuzzResult:
             "properties": {name: {
                 "examples": p.examples, "seconds": round(p.seconds, 3), "failed": p.failed,
                 "examples_by_block_size": {str(bs): n for bs, n in sorted(p.by_block_size.items())},
-                "cut_short_by_time_budget": p.cut_short,
+                "cut_short_by_time_budget": p.cut_short and not p.interrupted,
+                "cut_short_by_interruption": p.interrupted,
                 "examples_to_failure": p.examples_to_failure, "seconds_to_failure": p.seconds_to_failure,
                 "counterexample": p.counterexample, "path": None if p.path is None else str(p.path),
                 "error": p.error,
@@ -324,6 +325,8 @@ def _run_each(config: FuzzConfig, names: Sequence[str], options: dict[str, Any],
               collector: Collector) -> None:
     """The properties one after another into ``collector``, each in its time slice."""
     for i, name in enumerate(names):
+        if stop_asked():  # the parent was interrupted: what ended is sent, nothing new starts
+            break
         test = build_property(name, config, collector, **options)
         stats = collector.start(name)
         if deadline is not None:
@@ -336,6 +339,7 @@ def _run_each(config: FuzzConfig, names: Sequence[str], options: dict[str, Any],
                 test()
         except BudgetSpent:
             stats.cut_short = True
+            stats.interrupted = stop_asked()
             held.clear()  # hypothesis' "reproduce this failure" note is about the budget, not a failure
         except AssertionError:
             stats.failed = True
@@ -349,7 +353,7 @@ def _run_each(config: FuzzConfig, names: Sequence[str], options: dict[str, Any],
             send(("done", collector))
         # hypothesis shrank the knobs; this shrinks the state. The parent already holds the unreduced failure, so a
         # candidate that crashes the worker on a smaller state loses nothing; the reduced one is sent again.
-        if stats.failed and reduce_failure(name, config, collector) and send:
+        if stats.failed and not stop_asked() and reduce_failure(name, config, collector) and send:
             send(("done", collector))
         if progress:
             progress(_progress_line(stats))
@@ -428,7 +432,8 @@ def _balance(names: Sequence[str], jobs: int, profile: str) -> list[list[str]]:
 
 def _progress_line(stats: PropertyStats) -> str:
     sizes = ", ".join(f"{bs}: {n}" for bs, n in sorted(stats.by_block_size.items()))
-    cut = ", cut short by the time budget" if stats.cut_short else ""
+    cut = ", cut short by the interruption" if stats.interrupted else \
+        ", cut short by the time budget" if stats.cut_short else ""
     by_size = f" (by block size {sizes})" if sizes else ""
     return (f"{stats.name}: {stats.examples} examples in {stats.seconds:.1f}s{by_size}, "
             f"{'FAILED' if stats.failed else 'ok'}{cut}")

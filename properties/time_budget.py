@@ -25,7 +25,23 @@ MIN_TOP_UP_S = 15.0
 
 
 class BudgetSpent(KeyboardInterrupt):
-    """A property's time slice is over (raised by the collector, caught by the runner)."""
+    """A property's time slice is over, or the run was asked to stop (raised by the collector, caught by the
+    runner)."""
+
+
+# Set in a worker when its parent, interrupted (Ctrl-C, SIGTERM), asks for what was found so far (SIGUSR1): the
+# property running ends at its next state as if its slice were spent, and no further property starts.
+_stop_asked = False
+
+
+def ask_to_stop(signum: int | None = None, frame: object = None) -> None:
+    """SIGUSR1's handler in a fuzz worker (``workers._serve``)."""
+    global _stop_asked
+    _stop_asked = True
+
+
+def stop_asked() -> bool:
+    return _stop_asked
 
 
 def parse_duration(text: str) -> float:

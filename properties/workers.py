@@ -11,9 +11,12 @@ baseline cannot run sends why, and the parent stops every worker at once instead
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -22,6 +25,7 @@ from typing import Any
 
 from properties.collector import Collector, PropertyStats
 from properties.config import FuzzConfig
+from properties.time_budget import ask_to_stop
 from validation.termination import Terminated, sigterm_raises
 
 # What a worker runs: (config, its share of the property names, send) -> why its baseline cannot run, or None.
@@ -57,7 +61,10 @@ def run_shares(context: BaseContext, config: FuzzConfig, shares: Sequence[Sequen
         with sigterm_raises():  # a CI timeout stops the workers and gets the report, as Ctrl-C does
             _gather(live, config, outcome, on_property)
     except KeyboardInterrupt as stop:
-        unfinished = _fold_in_the_ended(live, outcome)
+        _collect_what_was_found(live, outcome)
+        stats = outcome.collector.stats
+        unfinished = [name for worker in workers for name in worker.share
+                      if name not in stats or stats[name].interrupted]
         raise SharesInterrupted(outcome.collector, unfinished,
                                 "SIGTERM" if isinstance(stop, Terminated) else "SIGINT") from None
     finally:
@@ -94,19 +101,34 @@ def _gather(live: list[_Worker], config: FuzzConfig, outcome: Outcome,
                         on_property(stats)
 
 
-def _fold_in_the_ended(live: list[_Worker], outcome: Outcome) -> list[str]:
-    """After Ctrl-C or SIGTERM: fold in each running worker's properties that ended (what it sent so far); the
-    names of those that did not. Their counterexamples are on disk already, written as they were found."""
-    unfinished: list[str] = []
+# How long an interrupted parent waits for its workers to send what they found so far (a property ends at its next
+# state, and sends its collector at once; the reducer is skipped): beyond it, a worker's last snapshot is used.
+STOP_GRACE_S = 3.0
+
+
+def _collect_what_was_found(live: list[_Worker], outcome: Outcome) -> None:
+    """After Ctrl-C or SIGTERM: ask each running worker to stop (SIGUSR1: its property ends at the next state, as
+    when a time slice is spent, and it sends its collector), wait up to ``STOP_GRACE_S``, and fold in the latest
+    collector each sent. Counterexamples are on disk already, written as they were found."""
     for worker in live:
-        for kind, payload in worker.pending():
-            if kind == "done":
-                worker.collector = payload
-        done = worker.collector.stats if worker.collector else {}
+        with contextlib.suppress(ProcessLookupError):
+            if worker.process.pid is not None and worker.process.is_alive():
+                os.kill(worker.process.pid, signal.SIGUSR1)
+    until = time.monotonic() + STOP_GRACE_S
+    running = list(live)
+    while running and time.monotonic() < until:
+        wait([w.receiver for w in running if not w.closed] + [w.process.sentinel for w in running],
+             timeout=max(0.0, until - time.monotonic()))
+        for worker in list(running):
+            ended = not worker.process.is_alive()
+            for kind, payload in worker.pending():
+                if kind == "done":
+                    worker.collector = payload
+            if ended:
+                running.remove(worker)
+    for worker in live:
         if worker.collector:
             outcome.collector.merge(worker.collector)
-        unfinished += [name for name in worker.share if name not in done]
-    return unfinished
 
 
 class _Worker:
@@ -181,6 +203,7 @@ def _serve(sender: Connection, config: FuzzConfig, share: list[str], target: Sha
     # parent decides (it stops the workers and reports), so a worker neither dies half-way nor prints a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, ask_to_stop)  # the interrupted parent asks for what was found so far
     _die_with_parent()
     try:
         failure = target(config, share, sender.send)

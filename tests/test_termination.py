@@ -124,6 +124,8 @@ def test_a_stopped_fuzz_run_reports_what_ended_and_leaves_no_worker(tmp_path: Pa
     assert exit_code == code, stderr[-2000:]
     assert f"INTERRUPTED by {name}: a partial report" in stdout and "not finished: truth" in stdout, stdout
     assert "  determinism: " in stdout and stdout.rstrip().endswith(f"exit {code}")
+    truth = next(line for line in stdout.splitlines() if line.startswith("  truth: "))
+    assert truth.endswith(f"(cut short by {name})") and int(truth.split()[1]) > 0, truth  # its states so far
     assert "Traceback" not in stderr, stderr[-3000:]
     assert _gone(workers), "a worker outlived the run"
 
