@@ -8,6 +8,8 @@ the whole catalogue, ``e2e --json`` after three model runs), losing the results 
 from __future__ import annotations
 
 import os
+import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ import pytest
 from support import STATES
 from validation.atomic_file import write_text
 from validation.cli import main
+from validation.options import output_file
 
 STATE = str(STATES / "spec_decode.json")
 
@@ -90,6 +93,28 @@ def test_a_failed_write_keeps_the_old_file_whole_and_leaves_no_temporary(tmp_pat
         write_text(target, "new \ud800\n")  # a lone surrogate cannot be encoded: the write fails half-way
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_a_symlink_is_followed_and_kept(tmp_path: Path) -> None:
+    real = write_text(tmp_path / "2026-12-07.json", "old\n")
+    link = tmp_path / "latest.json"
+    link.symlink_to(real.name)
+    write_text(link, "new\n")
+    assert link.is_symlink() and real.read_text() == "new\n"
+
+
+def test_a_pipe_is_written_in_place_not_renamed_over(tmp_path: Path) -> None:
+    # As --json /dev/stdout: a rename over it would replace the device node (a FIFO here, so no test touches /dev).
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    assert output_file(str(fifo)) == fifo
+    write_text(fifo, "report\n")
+    reader.join(timeout=10)
+    assert got == ["report\n"] and stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
 
 
 def test_the_check_reduce_target_is_made_in_a_new_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,12 +17,19 @@ def write_text(path: str | os.PathLike[str], text: str, *, durable: bool = True)
     """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``.
 
     ``durable`` also syncs the data to disk before the rename (a power cut keeps it too); the fuzzer's
-    counterexample writes, many per run and only needing to survive a kill, turn it off."""
+    counterexample writes, many per run and only needing to survive a kill, turn it off. A symlink is followed
+    (the file it names is replaced, the link kept); a device or a pipe (``--json /dev/stdout``) is written in
+    place, since renaming over it would replace the device node itself."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        return path
+    target = Path(os.path.realpath(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
     # A name of its own per call (threads and processes may write the same file), opened with the usual
     # 0o666 less the umask: tempfile.mkstemp would make every report readable by its owner only.
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -30,7 +37,7 @@ def write_text(path: str | os.PathLike[str], text: str, *, durable: bool = True)
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

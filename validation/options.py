@@ -80,7 +80,8 @@ def output_file(text: str) -> Path:
     path = Path(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is a directory; give the file to write, e.g. report.json")
-    _makeable(path.parent, text)
+    if not (path.exists() and not path.is_file()):  # a device or a pipe (/dev/stdout) is written in place
+        _makeable(Path(os.path.realpath(path)).parent, text)
     return path
 
 
