@@ -7,6 +7,8 @@ with a pipe back: it sends ``("start", name)`` before a property and its cumulat
 parent keeps the properties a dead worker finished, charges the crash to the property it was running (a failed
 property: exit 1, a one-line reason in the report), and the other workers finish untouched. A worker whose
 baseline cannot run sends why, and the parent stops every worker at once instead of waiting for them.
+Ctrl-C and SIGTERM are the parent's to handle: it asks the workers for what they found so far (SIGUSR1), then
+stops them, and a worker never outlives its parent (Linux's parent-death signal).
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ Share = Callable[[FuzzConfig, Sequence[str], Callable[[tuple[str, Any]], None]],
 
 
 class SharesInterrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM while the workers ran: what the properties that ended delivered, and which did not end.
-    A ``KeyboardInterrupt`` still, so a caller that does not report partial results stops as on Ctrl-C."""
+    """Ctrl-C or SIGTERM while the workers ran: what every property found until then (those it cut short are marked
+    ``interrupted``), and which did not finish. A ``KeyboardInterrupt`` still, so a caller that does not report
+    partial results stops as on Ctrl-C."""
 
     def __init__(self, collector: Collector, unfinished: list[str], signal_name: str) -> None:
         super().__init__(signal_name)
