@@ -10,6 +10,7 @@ import pytest
 
 from support import STATES, requires_paddle
 from validation.cli import main
+from validation.impls import cuda_paths
 
 
 def _write(tmp_path, text: str):
@@ -129,3 +130,14 @@ def test_slots_with_minus_one_batch_ids_reports_the_fused_out_of_bounds_read(cap
     assert main(["slots", "--state", str(STATES / "fused_negative_batch_id.json"), "--impl", "fused"]) == 0
     assert ("hazard: get_position_ids_and_slot_mapping: 2 token(s) with batch id -1 read block_tables before its "
             "start; first: token 2 reads element -2 (8 bytes before the table)") in capsys.readouterr().out
+
+
+@pytest.mark.skipif(cuda_paths.available() is None, reason="CUDA kernels can run here: the backend is not refused")
+@pytest.mark.parametrize("argv", [
+    ["check", "--state", str(STATES / "spec_decode.json")], ["slots", "--state", str(STATES / "spec_decode.json")],
+    ["fuzz", "--profile", "dev"], ["mutants"], ["e2e"], ["run"]])
+def test_the_cuda_backend_where_it_cannot_run_is_one_line_before_any_work(capsys, argv: list[str]) -> None:
+    # It used to be a SHARED-BUG of two sides that both failed to launch, with exit 0 (check, e2e).
+    assert main([*argv, "--backend", "cuda"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and "the CUDA backend" in captured.err

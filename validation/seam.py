@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from validation.errors import InputError
+from validation.errors import InputError, MissingDependency
 from validation.fastdeploy import checkout_spec
 
 StepFn = Callable[[Mapping[str, Any]], Mapping[str, Any]]
@@ -93,6 +93,8 @@ def resolve(spec: str, *, backend: str = "paddle", num_layers: int | None = None
     if backend not in BUILTINS:
         raise InputError("backend", f"unknown backend {backend!r} (choose from: {', '.join(BACKENDS)})")
     table = {**BUILTINS[backend], **COMMON}
+    if backend == "cuda" and spec in BUILTINS["cuda"]:  # a plug-in brings its own kernels
+        _require_cuda()
     if spec.startswith(checkout_spec.PREFIX):  # a FastDeploy checkout's own code (validation/fastdeploy/)
         name, target = checkout_spec.resolve_spec(spec, field_name)
         return Implementation(name, target, builtin=True, num_layers=num_layers)
@@ -102,6 +104,18 @@ def resolve(spec: str, *, backend: str = "paddle", num_layers: int | None = None
         raise InputError(field_name, f"unknown implementation {spec!r}: use one of {', '.join(sorted(table))}, "
                          "module:NAME or path/to/file.py:NAME")
     return Implementation(spec, _load(spec, field_name))
+
+
+def _require_cuda() -> None:
+    """The CUDA backend needs CuPy and a device: without them, say so once before any work. Otherwise every
+    state of ``check`` or ``e2e`` came back as a SHARED-BUG of two sides that both failed to launch, exit 0."""
+    from validation.impls import cuda_paths  # noqa: PLC0415 - CuPy only when the backend is asked for
+
+    reason = cuda_paths.available()
+    if reason == cuda_paths.NO_CUPY:
+        raise MissingDependency("cupy", "gpu", "the CUDA backend")
+    if reason is not None:
+        raise InputError("backend", f"cuda cannot run here: {reason}")
 
 
 def _load(spec: str, field_name: str) -> Any:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from validation import atomic_file
+from validation import atomic_file, seam
 from validation.cli.ifeval_part import ifeval_part_from_args
 from validation.cli.job_parts import e2e_part, fuzz_part, mutants_part, states_part
 from validation.cli.part_outcome import Part, known_phrase
@@ -87,6 +87,8 @@ def run_main_job(args: argparse.Namespace) -> int:
         raise InputError("--before-url/--after-url", "give both, or neither for the embedded servers")
     if "ifeval" in parts and args.data and not Path(args.data).is_file():  # before minutes of other parts, not after
         raise InputError("--data", f"{args.data} is not a file")
+    for side in ("baseline", "candidate"):  # a bad spec, or a backend that cannot run here: before any part
+        seam.resolve(getattr(args, side), backend=args.backend, field_name=side)
     if args.out is None:
         args.out = Path(".dsa/run") / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     outcomes: list[Part] = []

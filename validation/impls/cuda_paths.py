@@ -49,6 +49,9 @@ _FRESH_FIRST = np.array([0, np.iinfo(np.int32).max], dtype=np.int32)
 FaultCheck = Callable[[Callable[[int], str]], None]
 
 
+NO_CUPY = "cupy is not installed"
+
+
 @functools.cache
 def cupy() -> Any:
     try:
@@ -70,7 +73,7 @@ def available() -> str | None:
         if cp.cuda.runtime.getDeviceCount() < 1:
             return "no CUDA device"
     except MissingDependency:
-        return "cupy is not installed"
+        return NO_CUPY
     except Exception as exc:  # noqa: BLE001 - any driver/runtime failure means: cannot run here
         return f"CUDA unavailable: {type(exc).__name__}: {exc}"
     return None
