@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     progress = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
     try:
         result = _fuzz(args, block_sizes, progress)
-    except FuzzInterrupted as stop:  # Ctrl-C or SIGTERM: what the properties that ended found is still reported
+    except FuzzInterrupted as stop:  # Ctrl-C or SIGTERM: what each property found until then is still reported
         result = stop.result
     if args.save_regressions:
         save_regressions(result)

@@ -61,7 +61,6 @@ class FuzzResult:
     interrupted: str | None = None  # "SIGINT" or "SIGTERM" when the run was stopped: a partial report
     unfinished: list[str] = field(default_factory=list)  # properties an interruption cut off
 
-
     @property
     def examples(self) -> int:
         return sum(p.examples for p in self.properties.values())
@@ -113,8 +112,8 @@ class FuzzResult:
 
 
 class FuzzInterrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM ended a run with worker processes: ``result`` is the partial report (the properties that
-    ended, every finding they delivered). A ``KeyboardInterrupt``, so a caller that only wants whole runs stops."""
+    """Ctrl-C or SIGTERM ended a run with worker processes: ``result`` is the partial report (what each property
+    found until then, every finding). A ``KeyboardInterrupt``, so a caller that only wants whole runs stops."""
 
     def __init__(self, result: FuzzResult) -> None:
         super().__init__(result.interrupted)

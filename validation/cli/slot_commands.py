@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from validation import compare, seam
+from validation import atomic_file, compare, seam
 from validation.errors import InputError
 from validation.options import add_backend, add_layers, add_pad_contract, add_sides, output_file
 from validation.impls.paddle_paths import DEFAULT_NUM_LAYERS
@@ -84,7 +84,6 @@ def _reduce(args: argparse.Namespace, state: BatchState, history: list[BatchStat
             baseline: seam.Implementation, candidate: seam.Implementation) -> None:
     """``check --reduce``: cut a failing state down to what the failure needs, write it, say how to replay it."""
     from properties.case_reducer import reduce_state  # noqa: PLC0415 - only this option needs the fuzzer's reducer
-    from properties.collector import write_json  # noqa: PLC0415
     from properties.config import FuzzConfig  # noqa: PLC0415 - its reproduce line, shared with fuzz
 
     failing = set(compare.VERDICTS) - {compare.OK} if args.strict else {compare.REGRESSION}
@@ -110,9 +109,9 @@ def _reduce(args: argparse.Namespace, state: BatchState, history: list[BatchStat
 
     smaller = reduce_state(state, fails)
     try:
-        write_json(args.reduce, smaller.to_dict())  # atomically: a kill mid-write leaves no half state
+        atomic_file.write_text(args.reduce, json.dumps(smaller.to_dict(), separators=(",", ":")) + "\n")
     except OSError as exc:
-        raise InputError("reduce", f"cannot write {args.reduce!r}: {exc.strerror or exc}") from None
+        raise InputError("reduce", f"cannot write {str(args.reduce)!r}: {exc.strerror or exc}") from None
     print(f"--reduce: {_shape(state)} -> {_shape(smaller)} ({calls[0]} checks); wrote {args.reduce}", file=out)
     sides = FuzzConfig(args.baseline, args.candidate, backend=args.backend, layers=args.layers, strict=args.strict,
                        pad_contract=args.pad_contract)
