@@ -1,7 +1,8 @@
 """Stopping a command: SIGTERM ends it, Ctrl-C and SIGTERM end a fuzz run with a partial report, and no worker
 outlives its parent.
 
-Why: Paddle's import installs a C++ SIGTERM handler that hung a ``check`` sent SIGTERM in 7 of 10 tries here, and
+Why: Paddle's import installs a C++ SIGTERM handler that can deadlock (a ``check`` sent SIGTERM hung in 2 of 10
+trials, ``benchmarks/bench_stop.py``), and
 a fuzz run's parent killed by SIGTERM left both its workers fuzzing on for the rest of the nightly profile.
 Every test drives a real ``dsa-validate`` process with real signals.
 """
