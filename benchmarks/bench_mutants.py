@@ -2,9 +2,11 @@
 
 Runs the catalogue ``--repeats`` times under a profile (no second opinion against the baseline,
 which is not part of the kill) and prints, per mutant, the examples to kill (deterministic under
-the derandomised ``ci`` profile) and the median seconds; then the medians over mutants.
+the derandomised ``ci`` profile) and the median seconds; then the medians over mutants. ``--set outside``
+hunts the seeded bugs written after the catalogue (``fixtures/outside_mutants.py``) instead.
 
     python benchmarks/bench_mutants.py --profile ci --repeats 3
+    python benchmarks/bench_mutants.py --set outside --profile ci --repeats 3
 """
 
 from __future__ import annotations
@@ -14,18 +16,28 @@ import json
 import statistics
 import tempfile
 
+import fixtures
+from fixtures.outside_mutants import OUTSIDE_MUTANTS
 from properties.mutation import catalogue_specs, run_mutants
+
+
+def specs(which: str) -> list[str]:
+    """The catalogue's specs, or the outside set's as file specs (hunted like any outside candidate)."""
+    if which == "catalogue":
+        return catalogue_specs()
+    return [f"{fixtures.ROOT / 'outside_mutants.py'}:{name}" for name in OUTSIDE_MUTANTS]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="ci")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--set", choices=("catalogue", "outside"), default="catalogue")
     args = parser.parse_args()
     runs = []
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as out:
-            runs.append(run_mutants(catalogue_specs(), profile=args.profile, out_dir=out, check_baseline=False))
+            runs.append(run_mutants(specs(args.set), profile=args.profile, out_dir=out, check_baseline=False))
     rows = []
     for per_mutant in zip(*runs):
         first = per_mutant[0]

@@ -237,12 +237,13 @@ def run_mutants_command(args: argparse.Namespace) -> int:
 
 
 def render_mutants(outcomes: list[MutantOutcome], summary: dict) -> str:
-    head = f"{'mutant':<28} {'class':>5}  {'verdict':<8} {'caught by':<30} {'examples':>8} {'seconds':>8}  baseline"
+    width = max([28, *(len(o.name) for o in outcomes)])  # an outside mutant's name may be longer
+    head = f"{'mutant':<{width}} {'class':>5}  {'verdict':<8} {'caught by':<30} {'examples':>8} {'seconds':>8}  baseline"
     lines = [head, "-" * len(head)]
     for o in outcomes:
         by = f"{o.property} ({o.layer})" if o.killed else "-"
         base = {True: f"also ({RIGHT_BASELINE})", False: "missed", None: "-"}[o.killed_by_baseline]
-        lines.append(f"{o.name:<28} {o.bug_class if o.bug_class is not None else '-':>5}  "
+        lines.append(f"{o.name:<{width}} {o.bug_class if o.bug_class is not None else '-':>5}  "
                      f"{'killed' if o.killed else 'SURVIVED':<8} {by:<30} {o.examples_to_kill or '-':>8} "
                      f"{(f'{o.seconds_to_kill:.2f}' if o.seconds_to_kill is not None else '-'):>8}  {base}")
     for o in outcomes:
@@ -253,8 +254,9 @@ def render_mutants(outcomes: list[MutantOutcome], summary: dict) -> str:
         lines.append(f"{o.name}: {o.description}")
         lines.append(f"  minimal: {state}" + (f" (after {earlier} earlier steps, kept in the file)" if earlier else ""))
         lines.append(f"  reproduce: dsa-validate check --state {o.counterexample_path} --baseline oracle --candidate {o.spec}")
+    seconds, examples = summary["median_seconds_to_kill"], summary["median_examples_to_kill"]
     lines.append(f"mutation score: {summary['killed']}/{summary['mutants']} killed; median time to kill "
-                 f"{summary['median_seconds_to_kill']}s, median examples to kill {summary['median_examples_to_kill']}")
+                 f"{'-' if seconds is None else f'{seconds}s'}, median examples to kill {'-' if examples is None else examples}")
     if summary["survivors"]:
         lines.append(f"SURVIVED: {', '.join(summary['survivors'])}")
     return "\n".join(lines)
