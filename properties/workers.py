@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import BaseContext
@@ -80,12 +80,8 @@ def _gather(live: list[_Worker], config: FuzzConfig, outcome: Outcome,
             on_property: Callable[[PropertyStats], None] | None) -> None:
     """Read the workers' events until every worker has ended (``live`` shrinks as they do)."""
     while live:
-        # A worker has ended when its process has (waitpid), not when its pipe or sentinel closes: a child
-        # the code under test forked inherits both and may hold them open long after the worker died.
-        wait([w.receiver for w in live if not w.closed] + [w.process.sentinel for w in live], timeout=1.0)
-        for worker in list(live):
-            ended = not worker.process.is_alive()  # first: once it has ended, all it sent is in the pipe
-            for kind, payload in worker.pending():
+        for worker, messages, ended in _events(live, 1.0):
+            for kind, payload in messages:
                 if kind == "baseline":
                     outcome.baseline_failure = payload
                     return  # the caller stops the others: nothing can be judged against it
@@ -104,6 +100,17 @@ def _gather(live: list[_Worker], config: FuzzConfig, outcome: Outcome,
                         on_property(stats)
 
 
+def _events(live: list[_Worker], timeout: float) -> Iterator[tuple[_Worker, list[tuple[str, Any]], bool]]:
+    """Wait up to ``timeout`` for a worker to send or end, then yield each worker's waiting messages and whether it
+    has ended. A worker has ended when its process has (waitpid), not when its pipe or sentinel closes: a child the
+    code under test forked inherits both and may hold them open long after the worker died. Whether it ended is
+    read before its messages: once it has ended, everything it sent is in the pipe."""
+    wait([w.receiver for w in live if not w.closed] + [w.process.sentinel for w in live], timeout=timeout)
+    for worker in list(live):
+        ended = not worker.process.is_alive()
+        yield worker, worker.pending(), ended
+
+
 # How long an interrupted parent waits for its workers to send what they found so far (a property ends at its next
 # state, and sends its collector at once; the reducer is skipped): beyond it, a worker's last snapshot is used.
 STOP_GRACE_S = 3.0
@@ -120,11 +127,8 @@ def _collect_what_was_found(live: list[_Worker], outcome: Outcome) -> None:
     until = time.monotonic() + STOP_GRACE_S
     running = list(live)
     while running and time.monotonic() < until:
-        wait([w.receiver for w in running if not w.closed] + [w.process.sentinel for w in running],
-             timeout=max(0.0, until - time.monotonic()))
-        for worker in list(running):
-            ended = not worker.process.is_alive()
-            for kind, payload in worker.pending():
+        for worker, messages, ended in _events(running, max(0.0, until - time.monotonic())):
+            for kind, payload in messages:
                 if kind == "done":
                     worker.collector = payload
             if ended:
