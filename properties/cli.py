@@ -156,8 +156,19 @@ def render(result: FuzzResult) -> str:
             lines.append(f"  reproduce: {cfg.reproduce(stats.path)}")
     if result.missing:
         lines.append(f"NOT REACHED (required by profile {result.profile}): {', '.join(result.missing)}")
+        lines.append(_reach_hint(result))
     lines.append(f"exit {result.exit_code}")
     return "\n".join(lines)
+
+
+def _reach_hint(result: FuzzResult) -> str:
+    """How to reach what was missed: the profile's example budgets are shared by the block sizes drawn from."""
+    sizes = len(result.config.block_sizes)
+    shared = f"the profile's examples are shared by {sizes} block sizes; " if sizes > 1 else ""
+    if result.time_budget is not None:
+        return f"  to reach them: {shared}a longer --time-budget spends more on what is still missing"
+    return (f"  to reach them: {shared}--time-budget DURATION (e.g. 10m) spends the time the example budgets "
+            "leave on what is missing, or raise --max-examples")
 
 
 def _coverage(result: FuzzResult) -> list[str]:

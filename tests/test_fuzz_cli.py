@@ -36,3 +36,13 @@ def test_fuzz_against_the_oracle_exits_1_and_writes_the_counterexample(tmp_path:
                  "--max-examples", "20", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 1 and "FAILED truth" in out and (tmp_path / "truth.json").is_file()
+
+
+def test_scenarios_missed_by_a_shared_budget_exit_1_and_say_how_to_reach_them(tmp_path: Path,
+                                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    # The ci profile's examples spread over four block sizes leave required scenarios unreached at some of them.
+    code = main(["fuzz", "--profile", "ci", "--baseline", "oracle", "--candidate", "oracle",
+                 "--block-sizes", "16,48,100,256", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 1 and "NOT REACHED (required by profile ci)" in out
+    assert "shared by 4 block sizes; --time-budget DURATION" in out
