@@ -10,8 +10,10 @@ trims the block table and renumbers its block ids. A change is kept only when th
 could make (``BatchState.validate``; no request writes a block another request's row holds; the padding is one
 FastDeploy launches, on the failing state's server; the last two bind only a failing state that kept them) and the
 property still fails the same way (a failing finding of a verdict and consumer the original failure had). At most
-``MAX_EVALUATIONS`` property calls: seconds, never minutes. Multi-step counterexamples are left to hypothesis'
-own shrinking of the state machine: their last state only makes sense after its history.
+``MAX_EVALUATIONS`` property calls per state reduced: seconds, never minutes. A case with earlier steps (a pinned
+multi-step case) is reduced with its steps replayed first on every trial: the earlier steps the failure does not
+need are dropped, the last state is reduced, then each earlier step. The state machine's own failures are left to
+hypothesis' shrinking of the machine.
 """
 
 from __future__ import annotations
@@ -45,22 +47,42 @@ def reduce_failure(name: str, config: FuzzConfig, collector: Collector) -> bool:
     """Reduce the failing case of single-step property ``name`` and keep the result as its counterexample; whether
     it got smaller."""
     failure = collector.failures.get(name)
-    if failure is None or name not in CHECKS or failure[0].history:
+    if failure is None or name not in CHECKS:
         return False
     case, report = failure
     wanted = collector.failing_kinds(case, report)
     check = CHECKS[name]
 
-    def fails(state: BatchState) -> bool:
-        candidate = Case.of(state)
+    def fails(history: tuple[BatchState, ...], state: BatchState) -> bool:
+        candidate = Case.of(state, history=history)
         return bool(collector.failing_kinds(candidate, check(candidate, config)) & wanted)
 
-    smaller = reduce_state(case.state, fails, deadline=collector.deadline)
-    if smaller is case.state:
+    history, last = reduce_steps(case.history, case.state, fails, deadline=collector.deadline)
+    if last is case.state and history == case.history:
         return False
-    reduced = Case.of(smaller)
+    reduced = Case.of(last, history=history)
     collector.adopt(name, reduced, check(reduced, config), case)
     return True
+
+
+def reduce_steps(history: tuple[BatchState, ...], last: BatchState,
+                 fails: Callable[[tuple[BatchState, ...], BatchState], bool], *,
+                 deadline: float | None = None) -> tuple[tuple[BatchState, ...], BatchState]:
+    """The smallest steps the passes reach for which ``fails(history, last)`` holds: earlier steps dropped where the
+    failure does not need them (oldest first), the last state reduced, then each earlier step that is left."""
+    steps = list(history)
+    i = 0
+    while i < len(steps) and not (deadline is not None and time.perf_counter() >= deadline):
+        without = tuple(steps[:i] + steps[i + 1:])
+        if fails(without, last):
+            steps = list(without)
+        else:
+            i += 1
+    last = reduce_state(last, lambda state: fails(tuple(steps), state), deadline=deadline)
+    for j in range(len(steps)):
+        steps[j] = reduce_state(steps[j], lambda state: fails(tuple(steps[:j] + [state] + steps[j + 1:]), last),
+                                deadline=deadline)
+    return tuple(steps), last
 
 
 def reduce_state(state: BatchState, fails: Fails, *, limit: int = MAX_EVALUATIONS,

@@ -241,6 +241,8 @@ def case_file(case: Case, verdicts: Sequence[str], config: FuzzConfig, *, name: 
     if reduced_from is not None:
         old = reduced_from.state
         note += f"; reduced from {old.bsz} requests, {old.num_tokens} tokens, {old.max_blocks} table columns"
+        if len(reduced_from.history) != len(case.history):
+            note += f", after {len(reduced_from.history)} earlier steps"
     data: dict[str, Any] = {
         "name": name,
         "note": note,

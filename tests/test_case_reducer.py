@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+import fixtures
 from properties.case_reducer import reduce_state
 from properties.config import FuzzConfig
+from properties.examples import STALE_FINAL, STALE_HISTORY
 from properties.fuzz import run_fuzz
 from properties.mutation import MUTANT_MODULE, run_mutant
 from support import requires_paddle
@@ -126,23 +128,36 @@ def test_check_reduce_writes_the_smallest_failing_state_and_its_check_line(tmp_p
     assert main(line.removeprefix("reproduce: dsa-validate ").split()) == 1
 
 
-def test_check_reduce_writes_nothing_for_a_state_that_passes_or_a_multi_step_case(tmp_path: Path, capsys) -> None:
+def test_check_reduce_writes_nothing_for_a_state_that_passes(tmp_path: Path, capsys) -> None:
     out = tmp_path / "small.json"
     passing = _write(tmp_path / "ok.json", {**BIG, "seq_lens_this_time": [1] * 200 + [0] * 100,
                                             "padded_num_tokens": 200})
     assert main(["check", "--state", passing, "--baseline", "oracle", "--candidate", PAST_255,
                  "--reduce", str(out)]) == 0
     assert "nothing written: the state does not fail" in capsys.readouterr().out and not out.exists()
-    case = _write(tmp_path / "case.json", {"state": BIG, "history": [BIG]})
-    assert main(["check", "--state", case, "--baseline", "oracle", "--candidate", PAST_255,
+
+
+def test_check_reduce_drops_the_earlier_steps_a_multi_step_failure_does_not_need(tmp_path: Path, capsys) -> None:
+    # A tail never reset leaks what the 7-token step wrote into the padded rows; the decode before it is not needed.
+    unneeded = {"block_size": 64, "seq_lens_encoder": [0], "seq_lens_decoder": [3], "seq_lens_this_time": [1],
+                "block_tables": [[9]], "max_num_batched_tokens": 7}
+    case = _write(tmp_path / "case.json", {"state": STALE_FINAL, "history": [unneeded, *STALE_HISTORY]})
+    out = tmp_path / "small.json"
+    assert main(["check", "--state", case, "--baseline", "oracle", "--candidate", f"{MUTANT_MODULE}:StaleTail",
                  "--reduce", str(out)]) == 1
-    assert "a multi-step case's last state only makes sense after its history" in capsys.readouterr().out
-    assert not out.exists()
+    printed = capsys.readouterr().out
+    assert "after 2 earlier steps -> 1" in printed
+    reduced = json.loads(out.read_text())
+    assert len(reduced["history"]) == 1 and reduced["history"][0]["seq_lens_this_time"] != [1]
+    line = next(l for l in printed.splitlines() if l.startswith("reproduce: "))
+    assert main(line.removeprefix("reproduce: dsa-validate ").split()) == 1
 
 
 PLUGIN = '''
 import os
 import numpy as np
+
+import fixtures
 from validation.impls.mutants import CorrectStep
 
 
@@ -275,3 +290,17 @@ def test_a_strict_runs_reproduce_line_fails_as_the_run_did() -> None:
     for strict, code in ((False, 0), (True, 1)):
         line = FuzzConfig("legacy", "single_step", strict=strict).reproduce(state)
         assert main(line.removeprefix("dsa-validate ").split()) == code, line
+
+
+def test_a_pinned_multi_step_counterexample_keeps_only_the_steps_and_rows_it_needs(tmp_path: Path) -> None:
+    # The pinned served-buffer case: 289 decodes padded to 320 after the start-up's prefill and decode. A tail reset
+    # that stops after 8 rows needs a 9th padded row holding a stale slot: the next capture size past 128 decodes
+    # (129 -> 144) and one earlier step that wrote row 137.
+    outcome = run_mutant(f"{fixtures.ROOT / 'outside_mutants.py'}:BoundedTailReset", profile="ci",
+                         out_dir=str(tmp_path), check_baseline=False)
+    found = outcome.counterexample
+    assert outcome.killed and found is not None
+    state, history = BatchState.from_dict(found["state"]), found["history"]
+    assert (state.bsz, state.num_tokens, state.padded_num_tokens) == (129, 129, 144)
+    assert len(history) == 1 and sum(history[0]["seq_lens_this_time"]) == 138
+    assert "reduced from 289 requests" in found["note"] and "after 2 earlier steps" in found["note"]

@@ -83,7 +83,7 @@ def run_check(args: argparse.Namespace) -> int:
 def _reduce(args: argparse.Namespace, state: BatchState, history: list[BatchState], report: compare.Report,
             baseline: seam.Implementation, candidate: seam.Implementation) -> None:
     """``check --reduce``: cut a failing state down to what the failure needs, write it, say how to replay it."""
-    from properties.case_reducer import reduce_state  # noqa: PLC0415 - only this option needs the fuzzer's reducer
+    from properties.case_reducer import reduce_steps  # noqa: PLC0415 - only this option needs the fuzzer's reducer
     from properties.config import FuzzConfig  # noqa: PLC0415 - its reproduce line, shared with fuzz
 
     failing = set(compare.VERDICTS) - {compare.OK} if args.strict else {compare.REGRESSION}
@@ -96,23 +96,22 @@ def _reduce(args: argparse.Namespace, state: BatchState, history: list[BatchStat
     if not wanted:
         print(f"--reduce: nothing written: the state does not fail ({' or '.join(sorted(failing))})", file=out)
         return
-    if history:
-        print("--reduce: nothing written: a multi-step case's last state only makes sense after its history",
-              file=out)
-        return
     calls = [0]
 
-    def fails(candidate_state: BatchState) -> bool:
+    def fails(earlier: tuple[BatchState, ...], candidate_state: BatchState) -> bool:
         calls[0] += 1
-        return bool(kinds(compare.compare_state(candidate_state, baseline, candidate, args.layers,
+        return bool(kinds(compare.compare_state(candidate_state, baseline, candidate, args.layers, list(earlier),
                                                 pad_contract=args.pad_contract)) & wanted)
 
-    smaller = reduce_state(state, fails)
+    steps, smaller = reduce_steps(tuple(history), state, fails)
+    data = smaller.to_dict() if not steps else {"state": smaller.to_dict(), "history": [s.to_dict() for s in steps]}
     try:
-        atomic_file.write_text(args.reduce, json.dumps(smaller.to_dict(), separators=(",", ":")) + "\n")
+        atomic_file.write_text(args.reduce, json.dumps(data, separators=(",", ":")) + "\n")
     except OSError as exc:
         raise InputError("reduce", f"cannot write {str(args.reduce)!r}: {exc.strerror or exc}") from None
-    print(f"--reduce: {_shape(state)} -> {_shape(smaller)} ({calls[0]} checks); wrote {args.reduce}", file=out)
+    earlier = f" after {len(history)} earlier steps -> {len(steps)}" if history else ""
+    print(f"--reduce: {_shape(state)} -> {_shape(smaller)}{earlier} ({calls[0]} checks); wrote {args.reduce}",
+          file=out)
     sides = FuzzConfig(args.baseline, args.candidate, backend=args.backend, layers=args.layers, strict=args.strict,
                        pad_contract=args.pad_contract)
     print(f"reproduce: {sides.reproduce(args.reduce)}", file=out)
