@@ -2,8 +2,9 @@
 
 Why: ``properties/case_reducer.py`` re-runs the failing property up to 400 times after hypothesis has shrunk. This
 runs the whole ``dsa-validate mutants --profile ci --no-baseline --json`` command (fresh processes, trees
-interleaved so they see the same load) and prints, per mutant, the counterexample's requests, tokens, table cells
-and JSON characters in each tree, then the command's CPU seconds (median of ``--repeats``).
+interleaved so they see the same load) and prints, per mutant, the counterexample's requests, tokens, table cells,
+earlier steps and JSON characters (its history included) in each tree, then the command's CPU seconds (median of
+``--repeats``).
 
     .venv/bin/python benchmarks/bench_case_reducer.py --tree before=/tmp/t-head --tree now=. --repeats 3
 """
@@ -37,14 +38,16 @@ def run_once(tree: Path) -> tuple[float, float, dict]:
         return usage.ru_utime + usage.ru_stime, wall, json.loads(out.read_text())
 
 
-def sizes(result: dict) -> dict[str, tuple[int, int, int, int]]:
-    """Per mutant: requests, tokens and table cells of the counterexample's state, and its JSON characters."""
+def sizes(result: dict) -> dict[str, tuple[int, int, int, int, int]]:
+    """Per mutant: requests, tokens and table cells of the counterexample's last state, its earlier steps, and the
+    JSON characters of the state and those steps."""
     out = {}
     for mutant in result["mutants"]:
-        state = mutant["counterexample"]["state"]
+        case = mutant["counterexample"]
+        state, history = case["state"], case.get("history", [])
         cells = sum(len(row) for row in state["block_tables"])
-        out[mutant["name"]] = (len(state["seq_lens_this_time"]), sum(state["seq_lens_this_time"]), cells,
-                               len(json.dumps(state, separators=(",", ":"))))
+        out[mutant["name"]] = (len(state["seq_lens_this_time"]), sum(state["seq_lens_this_time"]), cells, len(history),
+                               len(json.dumps([state, *history], separators=(",", ":"))))
     return out
 
 
@@ -67,7 +70,7 @@ def main() -> None:
             print(f"run {repeat + 1} {name}: {seconds:.1f} CPU s, {elapsed:.1f} s wall, {killed}/"
                   f"{len(result['mutants'])} killed, load {os.getloadavg()[0]:.1f}", flush=True)
     names = list(trees)
-    print("\n| mutant | " + " | ".join(f"{n}: requests / tokens / cells / JSON chars" for n in names) + " |")
+    print("\n| mutant | " + " | ".join(f"{n}: requests / tokens / cells / earlier steps / JSON chars" for n in names) + " |")
     print("| --- |" + " --- |" * len(names))
     for mutant in shapes[names[0]]:
         cells = [" / ".join(f"{v:,}" for v in shapes[n][mutant]) for n in names]

@@ -11,9 +11,9 @@ could make (``BatchState.validate``; no request writes a block another request's
 FastDeploy launches, on the failing state's server; the last two bind only a failing state that kept them) and the
 property still fails the same way (a failing finding of a verdict and consumer the original failure had). At most
 ``MAX_EVALUATIONS`` property calls per state reduced: seconds, never minutes. A case with earlier steps (a pinned
-multi-step case) is reduced with its steps replayed first on every trial: the earlier steps the failure does not
-need are dropped, the last state is reduced, then each earlier step. The state machine's own failures are left to
-hypothesis' shrinking of the machine.
+multi-step case, or the state machine's failing step after hypothesis has shrunk the machine's run) is reduced
+with its steps replayed first on every trial: the earlier steps the failure does not need are dropped (the start-up's
+among them), the last state is reduced, then each earlier step; the budget is shared by all of it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ import numpy as np
 from properties.checks import CHECKS
 from properties.collector import Collector
 from properties.config import FuzzConfig
+from properties.profiles import MACHINE
 from properties.strategies import Case
+from validation import compare
+from validation.compare import Report
 from validation.errors import InputError
 from validation.launch_padding import MAX_NUM_SEQS, MAX_OVERLAP, capture_launch
 from validation.state import BatchState, ranges
@@ -44,14 +47,15 @@ MAX_CHUNKS = 64
 
 
 def reduce_failure(name: str, config: FuzzConfig, collector: Collector) -> bool:
-    """Reduce the failing case of single-step property ``name`` and keep the result as its counterexample; whether
-    it got smaller."""
+    """Reduce the failing case of property ``name`` and keep the result as its counterexample; whether it got
+    smaller. A single-step property judges each trial with its own check; the state machine with the triage it
+    ran on its failing step, after the earlier steps replayed through fresh instances (``compare.compare_state``)."""
     failure = collector.failures.get(name)
-    if failure is None or name not in CHECKS:
+    check = CHECKS.get(name, _machine_step if name == MACHINE else None)
+    if failure is None or check is None:
         return False
     case, report = failure
     wanted = collector.failing_kinds(case, report)
-    check = CHECKS[name]
 
     def fails(history: tuple[BatchState, ...], state: BatchState) -> bool:
         candidate = Case.of(state, history=history)
@@ -65,23 +69,42 @@ def reduce_failure(name: str, config: FuzzConfig, collector: Collector) -> bool:
     return True
 
 
+def _machine_step(case: Case, config: FuzzConfig) -> Report:
+    """What the state machine judged on its last step: both sides fed the earlier steps, the last one triaged."""
+    return compare.compare_state(case.state, config.baseline_impl, config.candidate_impl, config.layers, case.history,
+                                 pad_contract=config.pad_contract)
+
+
 def reduce_steps(history: tuple[BatchState, ...], last: BatchState,
-                 fails: Callable[[tuple[BatchState, ...], BatchState], bool], *,
+                 fails: Callable[[tuple[BatchState, ...], BatchState], bool], *, limit: int = 2 * MAX_EVALUATIONS,
                  deadline: float | None = None) -> tuple[tuple[BatchState, ...], BatchState]:
     """The smallest steps the passes reach for which ``fails(history, last)`` holds: earlier steps dropped where the
-    failure does not need them (oldest first), the last state reduced, then each earlier step that is left."""
+    failure does not need them (oldest first), the last state reduced, then each earlier step that is left; at most
+    ``MAX_EVALUATIONS`` calls of ``fails`` per state reduced and ``limit`` in all (each call replays every step)."""
+    calls = [0]
+
+    def counted(steps: tuple[BatchState, ...], state: BatchState) -> bool:
+        calls[0] += 1
+        return fails(steps, state)
+
+    def spent() -> bool:
+        return calls[0] >= limit or (deadline is not None and time.perf_counter() >= deadline)
+
     steps = list(history)
     i = 0
-    while i < len(steps) and not (deadline is not None and time.perf_counter() >= deadline):
+    while i < len(steps) and not spent():
         without = tuple(steps[:i] + steps[i + 1:])
-        if fails(without, last):
+        if counted(without, last):
             steps = list(without)
         else:
             i += 1
-    last = reduce_state(last, lambda state: fails(tuple(steps), state), deadline=deadline)
+    last = reduce_state(last, lambda state: counted(tuple(steps), state),
+                        limit=min(MAX_EVALUATIONS, limit - calls[0]), deadline=deadline)
     for j in range(len(steps)):
-        steps[j] = reduce_state(steps[j], lambda state: fails(tuple(steps[:j] + [state] + steps[j + 1:]), last),
-                                deadline=deadline)
+        if spent():
+            break
+        steps[j] = reduce_state(steps[j], lambda state: counted(tuple(steps[:j] + [state] + steps[j + 1:]), last),
+                                limit=min(MAX_EVALUATIONS, limit - calls[0]), deadline=deadline)
     return tuple(steps), last
 
 

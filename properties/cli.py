@@ -249,7 +249,8 @@ def run_mutants_command(args: argparse.Namespace) -> int:
 
 def render_mutants(outcomes: list[MutantOutcome], summary: dict) -> str:
     width = max([28, *(len(o.name) for o in outcomes)])  # an outside mutant's name may be longer
-    head = f"{'mutant':<{width}} {'class':>5}  {'verdict':<8} {'caught by':<30} {'examples':>8} {'seconds':>8}  baseline"
+    head = (f"{'mutant':<{width}} {'class':>5}  {'verdict':<8} {'caught by':<30} {'examples':>8} {'seconds':>8}"
+            "  baseline")
     lines = [head, "-" * len(head)]
     for o in outcomes:
         by = f"{o.property} ({o.layer})" if o.killed else "-"
@@ -267,7 +268,8 @@ def render_mutants(outcomes: list[MutantOutcome], summary: dict) -> str:
         lines.append(f"  reproduce: dsa-validate check --state {o.counterexample_path} --baseline oracle --candidate {o.spec}")
     seconds, examples = summary["median_seconds_to_kill"], summary["median_examples_to_kill"]
     lines.append(f"mutation score: {summary['killed']}/{summary['mutants']} killed; median time to kill "
-                 f"{'-' if seconds is None else f'{seconds}s'}, median examples to kill {'-' if examples is None else examples}")
+                 f"{'-' if seconds is None else f'{seconds}s'}, median examples to kill "
+                 f"{'-' if examples is None else examples}")
     if summary["survivors"]:
         lines.append(f"SURVIVED: {', '.join(summary['survivors'])}")
     return "\n".join(lines)

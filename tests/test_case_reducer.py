@@ -304,3 +304,18 @@ def test_a_pinned_multi_step_counterexample_keeps_only_the_steps_and_rows_it_nee
     assert (state.bsz, state.num_tokens, state.padded_num_tokens) == (129, 129, 144)
     assert len(history) == 1 and sum(history[0]["seq_lens_this_time"]) == 138
     assert "reduced from 289 requests" in found["note"] and "after 2 earlier steps" in found["note"]
+
+
+def test_a_state_machine_counterexample_drops_the_start_up_steps_it_does_not_need(tmp_path: Path) -> None:
+    # A tail never reset fails on a padded step after any step that wrote past its real tokens: hypothesis' shrinking
+    # of the machine keeps the server's start-up (it is not a rule), the step reducer drops it.
+    outcome = run_mutant(f"{MUTANT_MODULE}:StaleTail", profile="ci", out_dir=str(tmp_path), check_baseline=False)
+    found = outcome.counterexample
+    assert outcome.killed and outcome.property == "multi_step" and found is not None
+    assert len(found["history"]) == 1
+    earlier = int(re.search(r"after (\d+) earlier steps", found["note"]).group(1))
+    assert earlier > 1
+    case = tmp_path / "case.json"
+    case.write_text(json.dumps(found))
+    assert main(["check", "--state", str(case), "--baseline", "oracle", "--candidate",
+                 f"{MUTANT_MODULE}:StaleTail"]) == 1
