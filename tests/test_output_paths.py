@@ -95,6 +95,22 @@ def test_a_failed_write_keeps_the_old_file_whole_and_leaves_no_temporary(tmp_pat
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
 
 
+def test_a_durable_write_syncs_the_file_and_then_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[bool] = []  # per fsync: whether it was a folder
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    write_text(tmp_path / "report.json", "{}\n")
+    assert synced == [False, True]  # the data before the rename, the folder's entry after it
+    synced.clear()
+    write_text(tmp_path / "case.json", "{}\n", durable=False)
+    assert synced == []
+
+
 def test_a_symlink_is_followed_and_kept(tmp_path: Path) -> None:
     real = write_text(tmp_path / "2026-12-07.json", "old\n")
     link = tmp_path / "latest.json"

@@ -16,7 +16,8 @@ from pathlib import Path
 def write_text(path: str | os.PathLike[str], text: str, *, durable: bool = True) -> Path:
     """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``.
 
-    ``durable`` also syncs the data to disk before the rename (a power cut keeps it too); the fuzzer's
+    ``durable`` also syncs the data to disk before the rename and the folder after it (a power cut keeps the new
+    file too); the fuzzer's
     counterexample writes, many per run and only needing to survive a kill, turn it off. A symlink is followed
     (the file it names is replaced, the link kept); a device or a pipe (``--json /dev/stdout``) is written in
     place, since renaming over it would replace the device node itself."""
@@ -38,8 +39,25 @@ def write_text(path: str | os.PathLike[str], text: str, *, durable: bool = True)
                 handle.flush()
                 os.fsync(handle.fileno())
         os.replace(tmp, target)
+        if durable:
+            _sync_folder(target.parent)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     return path
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the rename itself durable: a folder's entries reach the disk when the folder is synced (POSIX; a
+    platform that cannot open a folder keeps only the file's own sync)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -40,7 +40,8 @@ def _sigterm_kept() -> Iterator[None]:
     """Put back the SIGTERM disposition Paddle's import replaces.
 
     Why: the import installs a C++ handler that prints a stack trace from inside the signal handler, which is not
-    async-signal-safe: a ``check`` sent SIGTERM mid-run hung in a futex in 1 of 3 tries here (Paddle 3.3.1 CPU),
+    async-signal-safe: a ``check`` sent SIGTERM mid-run hung in 2 of 10 tries (Paddle 3.3.1 CPU,
+    ``benchmarks/bench_stop.py``, BENCHMARKS "Stopping a command"),
     so a CI job's timeout or ``kill`` could leave a process that never ends. Python's disposition (terminate, or
     a command's own handler) ends it at once. Only the main thread can set a handler; elsewhere nothing changes.
     """
