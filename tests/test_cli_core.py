@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -41,7 +42,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, command: str, text: 
 def test_missing_file_and_bad_impl_are_exit_2(capsys) -> None:
     assert main(["check", "--state", "/nonexistent.json"]) == 2
     assert "cannot read state file" in capsys.readouterr().err
-    assert main(["check", "--state", str(STATES / "spec_decode.json"), "--candidate", "nope"]) == 2
+    assert main(["check", "--state", str(STATES / "spec_decode.json"), "--baseline", "oracle", "--candidate", "nope"]) == 2
     assert "candidate: unknown implementation 'nope'" in capsys.readouterr().err
 
 
@@ -141,3 +142,37 @@ def test_the_cuda_backend_where_it_cannot_run_is_one_line_before_any_work(capsys
     assert main([*argv, "--backend", "cuda"]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.count("\n") == 1 and "the CUDA backend" in captured.err
+
+
+NO_PADDLE = '''
+import sys
+from pathlib import Path
+from importlib.machinery import PathFinder
+
+
+class NoPaddle(PathFinder):
+    """This interpreter finds no Paddle, as on a machine without the cpu extra (the GPU box)."""
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        return None if name.split(".")[0] == "paddle" else PathFinder.find_spec(name, path, target)
+
+
+sys.meta_path[:] = [NoPaddle if finder is PathFinder else finder for finder in sys.meta_path]
+'''
+
+
+@pytest.mark.parametrize("sides", [[], ["--candidate", "fastdeploy:../shared/fastdeploy/2d8338f9e4e6"]])
+def test_paddle_paths_without_paddle_are_one_line_not_a_verdict(tmp_path, sides: list[str]) -> None:
+    # It used to be a SHARED-BUG of two sides that both failed with MissingDependency, exit 0.
+    (tmp_path / "sitecustomize.py").write_text(NO_PADDLE)
+    env = {"PYTHONPATH": f"{tmp_path}:{Path(__file__).resolve().parent.parent}", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "validation.cli", "check", "--state", str(STATES / "spec_decode.json"),
+                           *sides], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2 and done.stdout == "", done
+    assert done.stderr.count("\n") == 1 and "needs paddlepaddle, which is not installed" in done.stderr
+    oracle_only = subprocess.run([sys.executable, "-m", "validation.cli", "check", "--state",
+                                  str(STATES / "spec_decode.json"), "--baseline", "oracle", "--candidate",
+                                  "validation.impls.mutants:CorrectStep"], capture_output=True, text=True, env=env,
+                                 timeout=120)
+    assert oracle_only.returncode == 0, oracle_only  # numpy sides need no Paddle

@@ -29,7 +29,7 @@ def e2e(tmp_path: Path, *args: str) -> tuple[int, list[str], dict]:
     return proc.returncode, proc.stdout.splitlines(), json.loads(out.read_text())
 
 
-@pytest.mark.parametrize("args,field", [(["--candidate", "nope"], "--candidate"), (["--block-size", "0"], "--block-size"),
+@pytest.mark.parametrize("args,field", [(["--baseline", "oracle", "--candidate", "nope"], "--candidate"), (["--block-size", "0"], "--block-size"),
                                         (["--requests", "0"], "--requests"), (["--padding", "some"], "--padding")])
 def test_bad_input_is_one_line_and_exit_2(args, field) -> None:
     proc = subprocess.run([DSA, "e2e", *args], capture_output=True, text=True, timeout=120)

@@ -16,6 +16,7 @@ from engine_fakes import FakeModel
 from evals.e2e.e2e_options import E2EOptions
 from evals.e2e.harness import run_e2e
 from evals.engine.weights import INSTALL_HINT
+from support import requires_paddle
 from validation.errors import InputError
 
 pytestmark = pytest.mark.skipif(
@@ -43,6 +44,7 @@ def comparable(result) -> dict:
     return d
 
 
+@requires_paddle  # the Paddle models are a side
 @pytest.mark.parametrize("kw", [{}, {"padding": "capture"},
                                 {"baseline": "oracle", "candidate": "validation.impls.mutants:OffByOneDecode"}])
 def test_sharing_identical_work_changes_nothing(tok, kw) -> None:
@@ -53,6 +55,7 @@ def test_sharing_identical_work_changes_nothing(tok, kw) -> None:
         assert shared.forwards < alone.forwards
 
 
+@requires_paddle  # the Paddle models are a side
 def test_default_separates_the_v1_chunk_continuation(tok) -> None:
     r = e2e(tok)
     rows = sum(r.rows_total.values())
@@ -73,6 +76,7 @@ def test_default_separates_the_v1_chunk_continuation(tok) -> None:
     assert all(t["verdict"] in ("OK", "SHARED-BUG") for t in r.requests)
 
 
+@requires_paddle  # the Paddle models are a side
 def test_chunked_fix_turns_it_into_a_fix(tok) -> None:
     r = e2e(tok, candidate="chunked_fix")
     rows = sum(r.rows_total.values())
@@ -82,6 +86,7 @@ def test_chunked_fix_turns_it_into_a_fix(tok) -> None:
     assert any(t["verdict"] == "FIX" for t in r.requests)
 
 
+@requires_paddle  # the Paddle models are a side
 def test_block_size_16_legacy_indexer_is_fixed_by_single_step(tok) -> None:
     r = e2e(tok, block_size=16, top_k=8)
     assert r.verdict != "REGRESSION"
@@ -90,6 +95,7 @@ def test_block_size_16_legacy_indexer_is_fixed_by_single_step(tok) -> None:
     assert any(t["verdict"] == "FIX" for t in r.requests)
 
 
+@requires_paddle  # the Paddle models are a side
 def test_capture_padding_stale_tail_is_a_regression_with_the_entry_it_overwrote(tok) -> None:
     r = e2e(tok, padding="capture")
     assert r.verdict == "REGRESSION" and r.exit_code == 1
@@ -98,6 +104,7 @@ def test_capture_padding_stale_tail_is_a_regression_with_the_entry_it_overwrote(
     assert r.padded_rows > 0
 
 
+@requires_paddle  # the Paddle models are a side
 def test_tail_reset_restores_the_truth_under_capture(tok) -> None:
     from validation import seam
 
@@ -115,6 +122,7 @@ MUTANTS = ["OffByOneDecode", "WrongBlockAtBlockEnd", "PrefixHitRestartsAtZero", 
            "ReusePreviousMapping", "StaleTail", "PaddedTailZeros", "IndexerHardcoded64", "BitmaskModulo"]
 
 
+@requires_paddle  # the Paddle models are a side
 @pytest.mark.parametrize("name", MUTANTS)
 def test_catalogue_mutants_that_change_a_written_slot_are_detected(tok, name) -> None:
     from validation.impls import mutants
@@ -167,6 +175,7 @@ def test_a_raising_candidate_is_a_finding_not_a_crash(tok) -> None:
     assert r.exit_code == 0 and r.failure_verdict == "FIX"
 
 
+@requires_paddle  # the Paddle models are a side
 @pytest.mark.parametrize("kw,field", [({"candidate": "nope"}, "--candidate"), ({"block_size": 0}, "--block-size"),
                                       ({"requests": 99}, "--requests"), ({"top_k": 0}, "--top-k")])
 def test_bad_input_is_an_input_error(tok, kw, field) -> None:

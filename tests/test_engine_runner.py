@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from engine_fakes import FakeModel
+from support import requires_paddle
 from evals.engine.engine import Engine, EngineConfig, QueueFull, SamplingParams
 from evals.engine.model_runner import SlotMappingFailure
 from validation.launch_padding import capture_launch
@@ -80,12 +81,14 @@ def test_every_step_is_a_valid_batch_state_with_the_same_step_inputs(padding: st
     assert overlap_padded == (padding == "overlap")
 
 
+@requires_paddle  # the built-in paths are Paddle models
 def test_oracle_and_a_correct_path_give_identical_tokens() -> None:
     a = engine("oracle").generate(prompts(), SamplingParams(max_tokens=6))
     b = engine("chunked_fix").generate(prompts(), SamplingParams(max_tokens=6))
     assert a == b
 
 
+@requires_paddle  # the built-in paths are Paddle models
 def test_v1_positions_change_the_tokens_of_a_chunked_prompt() -> None:
     a = engine("oracle").generate(prompts()[:1], SamplingParams(max_tokens=4))
     b = engine("single_step").generate(prompts()[:1], SamplingParams(max_tokens=4))
@@ -169,6 +172,7 @@ def test_bad_config_is_one_input_error() -> None:
         engine("nope")
 
 
+@requires_paddle  # the built-in paths are Paddle models
 @pytest.mark.parametrize(("padding", "head"), [("capture", list(range(1, 48))), ("none", [0] * 47)])
 def test_a_padded_engine_starts_after_the_servers_start_up(padding: str, head: list[int]) -> None:
     """Under capture the engine first runs profile_run's dummy run and the capture warm-up through its slot

@@ -17,7 +17,7 @@ def test_bad_block_sizes_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[st
 
 
 def test_unknown_candidate_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["fuzz", "--candidate", "nope", "--max-examples", "1"]) == 2
+    assert main(["fuzz", "--baseline", "oracle", "--candidate", "nope", "--max-examples", "1"]) == 2
     assert "candidate" in capsys.readouterr().err
 
 

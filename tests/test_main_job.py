@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from serve_process import launch, listening
+from support import requires_paddle
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "validation.cli"]
@@ -28,6 +29,7 @@ def _run(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, *argv], capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
+@requires_paddle  # the default sides are Paddle models
 def test_states_part_prints_the_pr_table_and_holds() -> None:
     done = _run("run", "--parts", "states", "--out", "/nonexistent-never-written")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -38,6 +40,7 @@ def test_states_part_prints_the_pr_table_and_holds() -> None:
     assert "verdict: PASSED (3 known SHARED-BUG: " in done.stdout and "(exit 0" in done.stdout
 
 
+@requires_paddle  # the default sides are Paddle models
 def test_fuzz_part_row_names_the_known_findings() -> None:
     """The property suite's row says which known findings it reported (not only 'exit 0'), and so does the verdict."""
     done = _run("run", "--parts", "fuzz", "--profile", "dev", "--out", "/nonexistent-never-written", timeout=600)
@@ -63,6 +66,7 @@ def test_bad_options_are_one_line_and_exit_2(argv: list[str], needle: str) -> No
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+@requires_paddle  # the default sides are Paddle models
 def test_a_skipped_part_is_incomplete_not_passed() -> None:
     """A part that cannot run fails the verdict unless --allow-skips; here the e2e part is made unable to run
     by hiding the weights package from the child."""

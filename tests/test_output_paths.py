@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from support import STATES
+from support import STATES, requires_paddle
 from validation.atomic_file import write_text
 from validation.cli import main
 from validation.options import output_file
@@ -133,6 +133,7 @@ def test_a_pipe_is_written_in_place_not_renamed_over(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
 
 
+@requires_paddle  # single_step is a Paddle model
 def test_the_check_reduce_target_is_made_in_a_new_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "new" / "small.json"
     code = main(["check", "--state", str(STATES / "chunked_prefill.json"), "--baseline", "oracle", "--candidate", "single_step", "--strict",

@@ -22,6 +22,9 @@ import httpx
 import pytest
 
 from serve_process import ServeProcess, start_serve
+from support import requires_paddle
+
+pytestmark = requires_paddle  # the served engine is the Paddle model
 
 KEY = "abuse-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}

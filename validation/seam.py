@@ -93,9 +93,10 @@ def resolve(spec: str, *, backend: str = "paddle", num_layers: int | None = None
     if backend not in BUILTINS:
         raise InputError("backend", f"unknown backend {backend!r} (choose from: {', '.join(BACKENDS)})")
     table = {**BUILTINS[backend], **COMMON}
-    if backend == "cuda" and spec in BUILTINS["cuda"]:  # a plug-in brings its own kernels
-        _require_cuda()
+    if spec in BUILTINS[backend]:  # a plug-in brings its own kernels
+        _require_backend(backend)
     if spec.startswith(checkout_spec.PREFIX):  # a FastDeploy checkout's own code (validation/fastdeploy/)
+        _require_backend("paddle")  # its Python lines run on Paddle
         name, target = checkout_spec.resolve_spec(spec, field_name)
         return Implementation(name, target, builtin=True, num_layers=num_layers)
     if spec in table:
@@ -106,9 +107,15 @@ def resolve(spec: str, *, backend: str = "paddle", num_layers: int | None = None
     return Implementation(spec, _load(spec, field_name))
 
 
-def _require_cuda() -> None:
-    """The CUDA backend needs CuPy and a device: without them, say so once before any work. Otherwise every
-    state of ``check`` or ``e2e`` came back as a SHARED-BUG of two sides that both failed to launch, exit 0."""
+def _require_backend(backend: str) -> None:
+    """A built-in path needs its backend's runtime (Paddle; CuPy and a device): without it, say so once before any
+    work. Otherwise every state of ``check`` or ``e2e`` came back as a SHARED-BUG of two sides that both failed to
+    launch, exit 0."""
+    if backend == "paddle":
+        from validation.impls.paddle_runtime import paddle  # noqa: PLC0415 - Paddle only when a path needs it
+
+        paddle()  # MissingDependency, one line, when it is not installed
+        return
     from validation.impls import cuda_paths  # noqa: PLC0415 - CuPy only when the backend is asked for
 
     reason = cuda_paths.available()
