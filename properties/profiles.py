@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 
 from properties.strategies import BATCH_STATES
@@ -55,8 +55,13 @@ def required_at(profile: str, block_size: int) -> frozenset[str]:
     """The scenarios a run of ``profile`` must generate at ``block_size``."""
     return REQUIRED.get(profile, frozenset()) - IMPOSSIBLE_AT.get(block_size, frozenset())
 
+# Hypothesis' explain phase re-runs a shrunk failure many times under a line tracer to annotate which parts
+# of the example could vary. The suite reports its own minimal state and check line instead, and the phase was
+# most of what a failure cost: a multi_step failure took 74-78 s with it, 6 s without, and the ``mutants``
+# command 89 s against 19 s (benchmarks/results/explain_phase_off.txt).
 _COMMON = {
     "deadline": None,
+    "phases": tuple(phase for phase in Phase if phase is not Phase.explain),
     "suppress_health_check": (HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much),
 }
 
