@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -129,6 +130,18 @@ def test_block_pool_hands_out_what_a_min_heap_would() -> None:
             assert got == [heapq.heappop(heap) for _ in range(n)]
             held.append(got)
     assert pool.free_count == len(heap)
+
+
+@pytest.mark.parametrize(("size", "base"), [(5, 0), (300, 0), (6_000, 0), (40, 2**31 // 64 - 50), (20_000, 7)])
+def test_a_fragmented_pool_draws_what_it_always_drew(size: int, base: int) -> None:
+    """A stored seed (hypothesis' database, a failure blob) must replay the state it found: the pool's free ids and
+    the generator's state after them are those of choosing from ``arange(base, top)``, as the pool first did."""
+    ours, theirs = np.random.default_rng(11), np.random.default_rng(11)
+    top = min(base + 2 * size, 2**31)
+    expected = np.sort(theirs.choice(np.arange(base, top, dtype=np.int64), size, replace=False))
+    pool = BlockPool(size, ours, base=base)
+    assert pool._free[::-1].tolist() == expected.tolist() and pool._free.dtype == np.int64
+    assert ours.random() == theirs.random()
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
