@@ -98,7 +98,7 @@ def build_machine(config: FuzzConfig, collector: Collector) -> type[RuleBasedSta
             if self.history:
                 return state
             prior = prior_positions(self.rng, state, self.prior_kind)
-            return state if prior is None else dataclasses.replace(state, prior_position_ids=prior).validate()
+            return state if prior is None else state.with_runner_fields(prior_position_ids=prior)
 
         def _runner_state(self, state: BatchState, padding: str) -> BatchState:
             """The scheduler's state as the runner holds it: empty slots' rows keep what they held, a replayed

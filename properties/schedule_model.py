@@ -47,10 +47,13 @@ class BlockPool:
     """
 
     def __init__(self, size: int, rng: np.random.Generator, *, base: int = 0, fragmented: bool = True) -> None:
-        ids = np.arange(base, base + size, dtype=np.int64)
         if fragmented:
             top = min(base + 2 * size, INT32_MAX + 1)  # block ids are int32
-            ids = np.sort(rng.choice(np.arange(base, top, dtype=np.int64), size, replace=False))
+            # Offsets drawn from range(top - base): the same draws and ids as choosing from arange(base, top),
+            # without building that array first.
+            ids = base + np.sort(rng.choice(top - base, size, replace=False))
+        else:
+            ids = np.arange(base, base + size, dtype=np.int64)
         # Kept in descending order: its last n, reversed, are exactly what n heappops of the min-heap give. A
         # numpy array, not a list: a long-context table takes thousands of blocks, and a Python int per block
         # was most of what such a state cost to generate.

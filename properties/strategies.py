@@ -218,7 +218,7 @@ def with_runner(rng: np.random.Generator, state: BatchState, padding: str, prior
     small = state.bsz + past_count <= MAX_NUM_SEQS and (state.bsz + past_count) * state.max_blocks <= MAX_TABLE_CELLS
     if replay and small and past_kind != "none":
         changes["block_tables_past_bsz"] = past_rows(rng, state, past_kind, past_count)
-    return dataclasses.replace(state, **changes).validate() if changes else state
+    return state.with_runner_fields(**changes) if changes else state
 
 
 def prior_positions(rng: np.random.Generator, state: BatchState, kind: str) -> np.ndarray | None:

@@ -144,6 +144,21 @@ def test_runner_fields_that_no_runner_could_hold_are_refused_in_one_line(fields:
     assert "\n" not in str(info.value)
 
 
+def test_runner_fields_added_later_obey_the_same_rules() -> None:
+    """``with_runner_fields`` (the scheduler model's shortcut past a second full validation) gives what a state built
+    with those fields gives, refuses what ``from_dict`` refuses, and changes nothing but runner fields."""
+    state = BatchState.from_dict(RUNNER_BASE)
+    added = state.with_runner_fields(launch_num_tokens=3, block_tables_past_bsz=np.array([[9]], dtype=np.int32))
+    built = BatchState.from_dict({**RUNNER_BASE, "launch_num_tokens": 3, "block_tables_past_bsz": [[9]]})
+    assert added.to_dict() == built.to_dict()
+    with pytest.raises(InputError, match="launch_num_tokens: the runner's token count lies between"):
+        state.with_runner_fields(launch_num_tokens=5)
+    with pytest.raises(InputError, match="prior_position_ids: holds the position buffer's 4 entries at most"):
+        state.with_runner_fields(prior_position_ids=np.zeros(5, dtype=np.int32))
+    with pytest.raises(TypeError, match="not runner fields: block_tables"):
+        state.with_runner_fields(block_tables=np.array([[1], [1]], dtype=np.int32))
+
+
 def test_ranges_walks_each_run_in_order_and_skips_empty_ones() -> None:
     assert ranges(np.array([5, 9, 2]), np.array([2, 0, 3])).tolist() == [5, 6, 2, 3, 4]
     assert ranges(np.zeros(0), np.zeros(0)).tolist() == []
