@@ -8,7 +8,6 @@ contexts, the plain block size, no padding), which is what makes a counterexampl
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
