@@ -88,7 +88,8 @@ for _ in range(100_000):
     empty()
 per_call = (time.process_time() - start) / 100_000
 overhead = per_call * sum(n for stage, n in calls.items() if stage != "overhead probe")
-print(json.dumps({"states": result.examples, "total": total, "stages": stages, "clock_overhead": overhead}))
+print(json.dumps({"states": result.examples, "total": total, "stages": stages, "clock_overhead": overhead,
+                  "model_calls": calls["model calls"]}))
 """
 
 FLOOR = ("fixed start (interpreter, imports)", "model calls", "rest (hypothesis engine, property glue)")
@@ -123,6 +124,8 @@ def main() -> None:
     floor = statistics.median(sum(r["stages"][s] for s in FLOOR) for r in runs)
     print(f"| total | {total:.2f} | {1000 * total / states:.3f} | 100% |")
     print(f"\nthe clocks' own cost, inside the figures above: about {overhead:.2f} CPU s")
+    print(f"calls through the seam (the state machine's start-ups included): "
+          f"{statistics.median(r['model_calls'] for r in runs):.0f}")
     print(f"\n{states:.0f} states: {states / total:.0f} states per CPU-second; with generation, oracle, triage and "
           f"recording free: {floor:.2f} CPU s, at most {states / floor:.0f} states per CPU-second")
     if args.before_rate:

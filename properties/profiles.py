@@ -25,17 +25,19 @@ PROPERTIES = ("equivalence", "truth", "invariants", "determinism", MACHINE)
 
 # Examples per property (for ``multi_step``: runs of up to ``STEPS`` steps each). Every run first replays the
 # server's start-up through both sides (about 20 calls that no property counts), so ``ci`` runs 100 runs of up to
-# 20 steps rather than 200 of 10: more checked steps for fewer start-ups (715 steps against 776, and 1.2x the
-# whole profile's states per CPU-second; BENCHMARKS.md, "States per CPU-second").
+# 20 steps rather than 200 of 10: more checked steps per start-up (in process, 444 steps for 3,278 calls against
+# 428 for 5,282; BENCHMARKS.md, "States per CPU-second").
 BUDGETS: dict[str, dict[str, int]] = {
     "dev": {"equivalence": 60, "truth": 60, "invariants": 40, "determinism": 20, MACHINE: 10},
     "ci": {"equivalence": 800, "truth": 800, "invariants": 1700, "determinism": 1200, MACHINE: 100},
     "nightly": {"equivalence": 20000, "truth": 20000, "invariants": 10000, "determinism": 2000, MACHINE: 2000},
 }
 STEPS = {"dev": 10, "ci": 20, "nightly": 40}
-# Milliseconds per example (for the machine: per run of the ci profile's STEPS steps), measured on a quiet
-# 2-core machine under the ci profile, to split the properties over worker processes evenly.
-COST = {"equivalence": 12.0, "truth": 11.0, "invariants": 11.0, "determinism": 11.0, MACHINE: 150.0}
+# Milliseconds per state (for the machine: per run of the ci profile's STEPS steps), to split the properties over
+# worker processes evenly and a time budget over the properties (only their ratios matter). Medians of 3 runs of
+# ``dsa-validate fuzz --profile ci --json`` (each property's seconds over its states, or over its 100 runs) on a
+# 2-core machine, 2026-12-07.
+COST = {"equivalence": 1.96, "truth": 2.02, "invariants": 1.27, "determinism": 1.58, MACHINE: 18.7}
 
 # Scenarios a run of the profile must generate (``event()`` names), or it fails.
 REQUIRED: dict[str, frozenset[str]] = {
@@ -61,7 +63,7 @@ def required_at(profile: str, block_size: int) -> frozenset[str]:
 # Hypothesis' explain phase re-runs a shrunk failure many times under a line tracer to annotate which parts
 # of the example could vary. The suite reports its own minimal state and check line instead, and the phase was
 # most of what a failure cost: a multi_step failure took 74-78 s with it, 6 s without, and the ``mutants``
-# command 89 s against 19 s (benchmarks/results/explain_phase_off.txt).
+# command 83 s against 17 s (medians of 3; benchmarks/results/explain_phase_off.txt).
 _COMMON = {
     "deadline": None,
     "phases": tuple(phase for phase in Phase if phase is not Phase.explain),

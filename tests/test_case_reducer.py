@@ -156,8 +156,6 @@ def test_check_reduce_drops_the_earlier_steps_a_multi_step_failure_does_not_need
 PLUGIN = '''
 import os
 import numpy as np
-
-import fixtures
 from validation.impls.mutants import CorrectStep
 
 

@@ -93,7 +93,7 @@ def resolve(spec: str, *, backend: str = "paddle", num_layers: int | None = None
     if backend not in BUILTINS:
         raise InputError("backend", f"unknown backend {backend!r} (choose from: {', '.join(BACKENDS)})")
     table = {**BUILTINS[backend], **COMMON}
-    if spec in BUILTINS[backend]:  # a plug-in brings its own kernels
+    if spec in BUILTINS[backend]:  # a built-in path needs its backend's runtime; a plug-in brings its own
         _require_backend(backend)
     if spec.startswith(checkout_spec.PREFIX):  # a FastDeploy checkout's own code (validation/fastdeploy/)
         _require_backend("paddle")  # its Python lines run on Paddle
