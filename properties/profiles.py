@@ -34,10 +34,10 @@ BUDGETS: dict[str, dict[str, int]] = {
 }
 STEPS = {"dev": 10, "ci": 20, "nightly": 40}
 # Milliseconds per state (for the machine: per run of the ci profile's STEPS steps), to split the properties over
-# worker processes evenly and a time budget over the properties (only their ratios matter). Medians of 3 runs of
-# ``dsa-validate fuzz --profile ci --json`` (each property's seconds over its states, or over its 100 runs) on a
-# 2-core machine, 2026-12-07.
-COST = {"equivalence": 1.96, "truth": 2.02, "invariants": 1.27, "determinism": 1.58, MACHINE: 18.7}
+# worker processes evenly and a time budget over the properties (only their ratios matter). Medians of 3 whole
+# ``dsa-validate fuzz --profile ci --json`` commands on a 2-core machine, 2026-12-07:
+# ``benchmarks/bench_properties.py --costs --repeats 3`` (log benchmarks/results/property_costs.txt).
+COST = {"equivalence": 1.84, "truth": 1.67, "invariants": 1.13, "determinism": 1.54, MACHINE: 16.2}
 
 # Scenarios a run of the profile must generate (``event()`` names), or it fails.
 REQUIRED: dict[str, frozenset[str]] = {
