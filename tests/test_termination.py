@@ -4,7 +4,7 @@ outlives its parent.
 Why: Paddle's import installs a C++ SIGTERM handler that can deadlock (a ``check`` sent SIGTERM hung in 2 of 10
 trials, ``benchmarks/bench_stop.py``), and
 a fuzz run's parent killed by SIGTERM left both its workers fuzzing on for the rest of the nightly profile.
-Every test drives a real ``dsa-validate`` process with real signals.
+Every test drives a real process with real signals.
 """
 
 from __future__ import annotations
@@ -21,13 +21,12 @@ import pytest
 
 from support import ROOT, requires_paddle
 
-pytestmark = requires_paddle
-
 # Two properties on two workers: determinism ends within seconds, truth runs for half a minute (nightly profile).
 FUZZ = [sys.executable, "-m", "validation.cli", "fuzz", "--profile", "nightly", "--properties", "determinism,truth",
         "--jobs", "2"]
 
 
+@requires_paddle
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the caught-signal mask from /proc (Linux)")
 def test_importing_paddle_through_the_suite_leaves_sigterm_uncaught() -> None:
     # The kernel's view (SigCgt), not signal.getsignal: Python's table never sees a handler installed from C.
@@ -38,6 +37,7 @@ def test_importing_paddle_through_the_suite_leaves_sigterm_uncaught() -> None:
     assert out.stdout.split() == ["False", "True"], out.stdout + out.stderr[-500:]  # Paddle keeps its SIGSEGV one
 
 
+@requires_paddle
 def test_sigterm_ends_a_running_paddle_loop_at_once() -> None:
     loop = ("from validation.impls.paddle_runtime import paddle; pd = paddle(); x = pd.ones([1000]); "
             "print('ready', flush=True)\nwhile True: x = (x + 1)[:1000]")
@@ -50,6 +50,42 @@ def test_sigterm_ends_a_running_paddle_loop_at_once() -> None:
     finally:
         child.kill()
         child.communicate()
+
+
+# SIGTERM lands while a worker task gathered by the main task runs (a busy step, no await): the moment that once left
+# asyncio printing "Task exception was never retrieved" and a traceback after ``ifeval run``'s one-line report (a CI
+# run of test_ifeval_runner's SIGTERM case). The raise-anywhere handler failed the worker, the main task took the
+# failure while the loop was being shut, and nobody read it.
+_ASYNC_STOP = """
+import asyncio, gc, os, signal, time
+from validation.termination import Terminated, run_async, sigterm_raises
+
+async def worker():
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.2)  # still inside this task's step when the signal arrives
+    await asyncio.sleep(30)
+
+async def main():
+    try:
+        await asyncio.gather(worker(), asyncio.sleep(30))
+    finally:
+        print("tidied", flush=True)
+
+with sigterm_raises():
+    try:
+        run_async(main())
+    except Terminated:
+        print("terminated", flush=True)
+    gc.collect()  # a task whose exception nobody read says so when collected
+    print(signal.getsignal(signal.SIGTERM).__name__)  # sigterm_raises' handler is back, not asyncio's SIG_DFL
+"""
+
+
+def test_sigterm_inside_a_task_unwinds_the_run_and_raises_terminated_once_the_loop_is_closed() -> None:
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", _ASYNC_STOP], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 0 and out.stdout.split() == ["tidied", "terminated", "terminate"], out.stdout + out.stderr
+    assert out.stderr == "" and time.monotonic() - started < 20, out.stderr  # no late traceback; the sleep was cut
 
 
 class _Fuzz:
@@ -108,6 +144,7 @@ def _status(pid: int) -> str:
         return "State:\tZ"
 
 
+@requires_paddle
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads worker pids from /proc (Linux)")
 @pytest.mark.parametrize(("how", "code", "name"), [("sigterm", 143, "SIGTERM"), ("ctrl-c", 130, "SIGINT")])
 def test_a_stopped_fuzz_run_reports_what_ended_and_leaves_no_worker(tmp_path: Path, how: str, code: int,
@@ -131,6 +168,7 @@ def test_a_stopped_fuzz_run_reports_what_ended_and_leaves_no_worker(tmp_path: Pa
     assert _gone(workers), "a worker outlived the run"
 
 
+@requires_paddle
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death signal is Linux's")
 def test_workers_die_with_a_parent_killed_outright(tmp_path: Path) -> None:
     fuzz = _Fuzz(tmp_path / "out")

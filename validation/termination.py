@@ -3,15 +3,20 @@
 Why: a CI job's timeout, ``kill`` and service managers send SIGTERM, not SIGINT. By default it ends the process
 where it stands: a fuzz run's workers were left fuzzing and ``ifeval run`` said nothing of the answers it kept.
 Inside ``sigterm_raises()`` SIGTERM raises ``Terminated``, a ``KeyboardInterrupt``, so the same ``finally`` blocks
-and reports run, and the command exits 143 (``validation.cli.entry``) where Ctrl-C exits 130.
+and reports run, and the command exits 143 (``validation.cli.entry``) where Ctrl-C exits 130. An event loop run by
+``run_async`` takes SIGTERM as ``asyncio.run`` takes Ctrl-C: it cancels the main task, then raises ``Terminated``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class Terminated(KeyboardInterrupt):
@@ -36,3 +41,45 @@ def sigterm_raises() -> Iterator[None]:
         yield
     finally:  # a handler installed from C reads back as None: the default is what is left to restore
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)``, where SIGTERM stops the run as ``asyncio.run`` stops it for Ctrl-C, then raises
+    ``Terminated``.
+
+    Why: ``Terminated`` raised from a signal handler lands in whichever task's step is running. Where that is the
+    main task, the task keeps the exception as its result, nobody reads it, and at exit asyncio prints "Task
+    exception was never retrieved" and a traceback after the command's one-line report. Here SIGTERM (from any task) cancels the
+    main task instead, so every ``finally`` in it runs as the cancellation unwinds, and ``Terminated`` is raised
+    only after the loop has closed. Off the main thread no handler can be set and this is plain ``asyncio.run``.
+    """
+    terminated = False
+
+    async def guarded() -> T | None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+
+        def on_sigterm() -> None:
+            nonlocal terminated
+            terminated = True
+            task.cancel()
+
+        previous = signal.getsignal(signal.SIGTERM)
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+        try:
+            return await main
+        except asyncio.CancelledError:
+            if terminated:
+                return None
+            raise
+        finally:  # asyncio restores SIG_DFL on removal: put back what was there (``sigterm_raises``' handler)
+            loop.remove_signal_handler(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+    if threading.current_thread() is not threading.main_thread():
+        return asyncio.run(main)
+    result = asyncio.run(guarded())
+    if terminated:
+        raise Terminated()
+    return result  # type: ignore[return-value]

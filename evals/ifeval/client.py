@@ -43,7 +43,7 @@ from typing import Any
 from evals.ifeval.server_breaker import ServerPool
 from evals.ifeval.store import Store, read_answers, write_json_atomic
 from validation.errors import InputError, MissingDependency
-from validation.termination import sigterm_raises
+from validation.termination import run_async, sigterm_raises
 
 RUN_JSON = "run.json"
 SCORES_JSON = "scores.json"
@@ -152,7 +152,7 @@ def run(settings: Settings, prompts: list[Any] | None = None) -> dict[str, Any]:
         meta = _run_meta(settings, previous, loaded, len(prompts), len(todo))
         write_json_atomic(run_json, meta)
         with sigterm_raises():
-            outcome = asyncio.run(_ask_all(settings, key, todo, store))
+            outcome = run_async(_ask_all(settings, key, todo, store))
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM  # every answer is on disk as it came: say where, and how to go on
         kept = len(read_answers(store.responses).answers)
         print(f"{kept} of {len(prompts)} prompts answered so far, kept in {store.responses}; finish the run with "
