@@ -63,11 +63,11 @@ from validation.termination import Terminated, run_async, sigterm_raises
 async def worker():
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(0.2)  # still inside this task's step when the signal arrives
-    await asyncio.sleep(30)
+    await asyncio.sleep(600)  # longer than the test waits: only a cancellation ends it in time
 
 async def main():
     try:
-        await asyncio.gather(worker(), asyncio.sleep(30))
+        await asyncio.gather(worker(), asyncio.sleep(600))
     finally:
         print("tidied", flush=True)
 
@@ -82,10 +82,10 @@ with sigterm_raises():
 
 
 def test_sigterm_inside_a_task_unwinds_the_run_and_raises_terminated_once_the_loop_is_closed() -> None:
-    started = time.monotonic()
     out = subprocess.run([sys.executable, "-c", _ASYNC_STOP], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    # the run is cut short, tidied, and only then stopped with Terminated
     assert out.returncode == 0 and out.stdout.split() == ["tidied", "terminated", "terminate"], out.stdout + out.stderr
-    assert out.stderr == "" and time.monotonic() - started < 20, out.stderr  # no late traceback; the sleep was cut
+    assert out.stderr == "", out.stderr  # no late "Task exception was never retrieved" and traceback
 
 
 class _Fuzz:

@@ -47,11 +47,12 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run(main)``, where SIGTERM stops the run as ``asyncio.run`` stops it for Ctrl-C, then raises
     ``Terminated``.
 
-    Why: ``Terminated`` raised from a signal handler lands in whichever task's step is running. Where that is the
-    main task, the task keeps the exception as its result, nobody reads it, and at exit asyncio prints "Task
-    exception was never retrieved" and a traceback after the command's one-line report. Here SIGTERM (from any task) cancels the
-    main task instead, so every ``finally`` in it runs as the cancellation unwinds, and ``Terminated`` is raised
-    only after the loop has closed. Off the main thread no handler can be set and this is plain ``asyncio.run``.
+    Why: ``Terminated`` raised from a signal handler lands in whichever task's step is running. Where that is a
+    task the main task awaits, the main task takes the failure while ``asyncio.run`` shuts the loop, nobody reads
+    it, and asyncio prints "Task exception was never retrieved" and a traceback after the command's one-line report.
+    Here SIGTERM, wherever it lands, cancels the main task instead: every ``finally`` in it runs as the cancellation
+    unwinds, and ``Terminated`` is raised only after the loop has closed. A SIGTERM before the loop has started, or
+    off the main thread (where no handler can be set, and this is plain ``asyncio.run``), is handled as before.
     """
     terminated = False
 
