@@ -58,6 +58,8 @@ def costs(repeats: int) -> None:
         with tempfile.TemporaryDirectory() as out:
             done = subprocess.run([sys.executable, "-m", "validation.cli", "fuzz", "--profile", "ci", "--json",
                                    "--out", out], capture_output=True, text=True, check=False)
+        if not done.stdout.strip():  # exit 2 (bad input, a missing extra) reports on stderr, not as JSON
+            sys.exit(f"fuzz exited {done.returncode} without a report: {done.stderr.strip()[-500:]}")
         report = json.loads(done.stdout)
         row = []
         for name, stats in report["properties"].items():

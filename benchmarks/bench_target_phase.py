@@ -66,9 +66,11 @@ def main() -> None:
     for repeat in range(args.repeats):
         for arm in ARMS:
             with tempfile.TemporaryDirectory() as out_dir:
-                out = subprocess.run([sys.executable, "-c", CHILD, out_dir, arm], cwd=REPO, check=True,
-                                     capture_output=True, text=True).stdout
-            run = json.loads(out.strip().splitlines()[-1])
+                done = subprocess.run([sys.executable, "-c", CHILD, out_dir, arm], cwd=REPO,
+                                      capture_output=True, text=True)
+            if done.returncode:  # the child's own traceback, not a CalledProcessError that hides it
+                sys.exit(f"target {arm} exited {done.returncode}: {done.stderr.strip()[-800:]}")
+            run = json.loads(done.stdout.strip().splitlines()[-1])
             runs[arm].append(run)
             gen = run["generation"]
             print(f"repeat {repeat + 1}, target {arm}: {run['cpu']:.2f} CPU s, {run['states']} states, "
