@@ -9,14 +9,13 @@ multi-step state machine both drive this one model, with a numpy ``Generator`` f
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from validation.launch_padding import MAX_NUM_SEQS, MAX_OVERLAP, launch_size
 from validation.start_up import MAX_MODEL_LEN
-from validation.state import BatchState, ranges
+from validation.state import BatchState
 
 INT32_MAX = 2**31 - 1
 LAUNCH_LIMIT = 1024  # threads in one CUDA block: <<<1, bsz>>> launches at most this many requests
@@ -79,7 +78,7 @@ class BlockPool:
         self._free = np.sort(np.concatenate((self._free, np.asarray(blocks, dtype=np.int64))))[::-1]
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     """One request in one slot: its prompt, what is in its KV cache, and the blocks that hold it.
 
@@ -155,8 +154,8 @@ class Scheduler:
         holds) get blocks of their own.
         """
         bs = self.block_size
-        req = Request(self._next_rid, max(prompt_len, cached, 1), cached=cached, draft=draft, max_new=max_new,
-                      hit=cached if hit else 0)
+        req = Request(self._next_rid, max(prompt_len, cached, 1), cached, NO_BLOCKS, 0, cached if hit else 0, draft,
+                      False, max_new)
         self._next_rid += 1
         if prefix_from is not None and self.slots[prefix_from] is not None:
             owner = self.slots[prefix_from]
@@ -165,7 +164,7 @@ class Scheduler:
             req.shared = full
             owner.shared = max(owner.shared, full)
             req.cached = req.hit = full * bs
-        need = math.ceil(req.cached / bs) - len(req.blocks)
+        need = -(-req.cached // bs) - len(req.blocks)
         if need > 0:
             taken = self.pool.allocate(need)
             req.blocks = np.concatenate((req.blocks, taken)) if req.blocks.size else taken
@@ -258,8 +257,10 @@ class Scheduler:
         tables = np.full((n, width), -1, dtype=np.int32)
         total = sum(held)
         if total:
-            ids = np.concatenate([r.blocks for r in self.slots if r is not None])
-            tables[np.repeat(np.arange(n), held), ranges(np.zeros(n), held)] = ids
+            # Each row's first ``held`` cells, row after row: a boolean mask visits them in the order the ids are
+            # concatenated, one pass over the table instead of two index arrays as long as the ids.
+            tables[np.arange(width) < np.asarray(held)[:, None]] = np.concatenate(
+                [r.blocks for r in self.slots if r is not None])
         num_tokens = sum(this)
         decode_only = not any(enc)
         padded = pad_tokens(num_tokens, padding, overlap_extra, decode_only=decode_only, max_num_seqs=self.max_num_seqs,

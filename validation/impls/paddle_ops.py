@@ -96,7 +96,7 @@ def positions_renamed(enc: Tensor, dec: Tensor, this: Tensor, buffer: Tensor, ha
     write_runs(buffer, _exclusive_cumsum(t), _host(dec), t, "get_position_ids", hazards)
 
 
-def gather_blocks(block_tables: Tensor, rows: Tensor, cols: Tensor, op: str) -> Tensor:
+def gather_blocks(block_tables: Tensor, rows: Tensor | np.ndarray, cols: Tensor, op: str) -> Tensor:
     """``block_tables[rows, cols]`` as Paddle evaluates it, made deterministic at the edges.
 
     Observed on Paddle 3.3.1 (``indexing_semantics``): a negative index is normalised once per dimension
@@ -123,7 +123,8 @@ def gather_blocks(block_tables: Tensor, rows: Tensor, cols: Tensor, op: str) -> 
     return pd.gather(block_tables.reshape([-1]), pd.to_tensor(flat))
 
 
-def per_layer_slots(block_tables: Tensor, positions: Tensor, batch_ids: Tensor, block_size: int, op: str) -> Tensor:
+def per_layer_slots(block_tables: Tensor, positions: Tensor, batch_ids: Tensor | np.ndarray, block_size: int,
+                    op: str) -> Tensor:
     """FastDeploy's per-layer formula: ``(ids * bs + pos % bs).cast(int64)``, the product in int32, ``//`` and
     ``%`` as Paddle takes them (floor, the divisor's sign: a stale negative position goes to the row's end)."""
     pd = paddle()

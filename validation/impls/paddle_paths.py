@@ -109,14 +109,15 @@ class _PersistentPath:
 
     @staticmethod
     def _tensors(inputs: Mapping[str, Any]) -> dict[str, Any]:
-        """The step's inputs as the runner holds them: the per-request lengths (the position kernels' launch
-        arguments, read on the host by their models) as int32 arrays, the token-indexed ones as Paddle tensors;
-        the captured table (rows past ``bsz`` appended) is built only when a graph replay reads it."""
-        pd = paddle()
+        """The step's inputs as the runner holds them: the block table as a Paddle tensor; the per-request lengths
+        (the position kernels' launch arguments) and the batch ids as int32 host arrays, since the models read
+        them only on the host (``paddle_ops.gather_blocks`` indexes the table from host copies of its indices:
+        a Paddle copy would be read back every call); the captured table (rows past ``bsz`` appended) is built
+        only when a graph replay reads it."""
         out: dict[str, Any] = {n: np.ascontiguousarray(inputs[n], dtype=np.int32)
-                               for n in ("seq_lens_encoder", "seq_lens_decoder", "seq_lens_this_time")}
-        for n in ("block_tables", "batch_id_per_token"):
-            out[n] = pd.to_tensor(np.ascontiguousarray(inputs[n], dtype=np.int32))
+                               for n in ("seq_lens_encoder", "seq_lens_decoder", "seq_lens_this_time",
+                                         "batch_id_per_token")}
+        out["block_tables"] = paddle().to_tensor(np.ascontiguousarray(inputs["block_tables"], dtype=np.int32))
         return out
 
     @staticmethod
@@ -212,7 +213,8 @@ class Fused(_PersistentPath):
         positions, slots = self._buffers(inputs)
         hazards: list[str] = []
         ops.fused_positions_and_slots(
-            t["seq_lens_encoder"], t["seq_lens_decoder"], t["seq_lens_this_time"], t["batch_id_per_token"],
+            t["seq_lens_encoder"], t["seq_lens_decoder"], t["seq_lens_this_time"],
+            paddle().to_tensor(t["batch_id_per_token"]),  # the fused kernel's model reads them in Paddle
             t["block_tables"], int(inputs["block_size"]), positions, slots, hazards,
             negative_batch_id_slot=self.negative_batch_id_slot)
         n, padded = int(inputs["num_tokens"]), int(inputs["padded_num_tokens"])
