@@ -154,8 +154,8 @@ class Scheduler:
         holds) get blocks of their own.
         """
         bs = self.block_size
-        req = Request(self._next_rid, max(prompt_len, cached, 1), cached, NO_BLOCKS, 0, cached if hit else 0, draft,
-                      False, max_new)
+        req = Request(self._next_rid, max(prompt_len, cached, 1), cached=cached, blocks=NO_BLOCKS,
+                      hit=cached if hit else 0, draft=draft, max_new=max_new)
         self._next_rid += 1
         if prefix_from is not None and self.slots[prefix_from] is not None:
             owner = self.slots[prefix_from]
