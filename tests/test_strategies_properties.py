@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import json
+import math
 import subprocess
 import sys
 from collections import Counter
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 from properties.examples import pinned_cases
 from properties.profiles import REQUIRED
 from properties.schedule_model import BlockPool, Scheduler
-from properties.strategies import SWEEP_BLOCK_SIZES, cases
+from properties.strategies import NEAR_MAX_SHARE, SWEEP_BLOCK_SIZES, _context, cases
 from tests.support import requires_paddle
 from validation.errors import InputError
 
@@ -142,6 +143,43 @@ def test_a_fragmented_pool_draws_what_it_always_drew(size: int, base: int) -> No
     pool = BlockPool(size, ours, base=base)
     assert pool._free[::-1].tolist() == expected.tolist() and pool._free.dtype == np.int64
     assert ours.random() == theirs.random()
+
+
+@pytest.mark.parametrize(("cap", "bs", "boundary"), [(100, 64, False), (4_096, 16, True), (163_840, 64, False),
+                                                  (40_000, 1, True)])
+def test_a_context_length_draws_what_it_always_drew(cap: int, bs: int, boundary: bool) -> None:
+    """``_context`` draws its log-uniform length as ``low + (high - low) * random()``, which must be numpy's
+    ``uniform(low, high)`` bit for bit (the form it used before): otherwise every stored seed replays another state.
+    Same lengths, and the same generator state after them, over 2,000 draws from the short and the long tier."""
+    ours, theirs = np.random.default_rng(5), np.random.default_rng(5)
+    for _ in range(2_000):
+        got = _context(ours, cap, bs, boundary)
+        low = math.log(cap // 16) if cap >= 32_768 else 0.0
+        want = int(math.exp(theirs.uniform(low, math.log(cap + 1))))
+        if cap >= 32_768 and theirs.random() < NEAR_MAX_SHARE:
+            want = cap - int(theirs.integers(0, 1024))
+        if boundary and bs > 1:
+            want = max(1, (want // bs) * bs + int(theirs.integers(-1, 2)))
+        assert got == max(1, min(want, cap))
+    assert ours.random() == theirs.random()
+
+
+def test_a_steps_table_holds_each_requests_blocks_in_order_and_minus_one_after() -> None:
+    """The table is filled through one mask over all rows; read back row by row, each running request's row is
+    its blocks in order, then -1, and an empty slot's row is all -1."""
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        sched = Scheduler(rng, block_size=4, num_slots=9, budget=int(rng.integers(1, 80)), pool_blocks=400)
+        for slot in range(9):
+            if rng.random() < 0.7:
+                donor = next((s for s in range(slot) if sched.slots[s] is not None and sched.slots[s].cached >= 4), None)
+                sched.admit(slot, int(rng.integers(1, 60)), cached=int(rng.integers(0, 30)),
+                            prefix_from=donor if rng.random() < 0.3 else None)
+        tables = sched.schedule(lookahead=int(rng.integers(0, 3)), extra_width=int(rng.integers(0, 2))).state.block_tables
+        for slot, req in enumerate(sched.slots):
+            blocks = [] if req is None else req.blocks.tolist()
+            assert tables[slot, : len(blocks)].tolist() == blocks, (seed, slot)
+            assert (tables[slot, len(blocks):] == -1).all(), (seed, slot)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
