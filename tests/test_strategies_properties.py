@@ -172,10 +172,11 @@ def test_a_steps_table_holds_each_requests_blocks_in_order_and_minus_one_after()
         sched = Scheduler(rng, block_size=4, num_slots=9, budget=int(rng.integers(1, 80)), pool_blocks=400)
         for slot in range(9):
             if rng.random() < 0.7:
-                donor = next((s for s in range(slot) if sched.slots[s] is not None and sched.slots[s].cached >= 4), None)
+                donors = [s for s in range(slot) if sched.slots[s] is not None and sched.slots[s].cached >= 4]
                 sched.admit(slot, int(rng.integers(1, 60)), cached=int(rng.integers(0, 30)),
-                            prefix_from=donor if rng.random() < 0.3 else None)
-        tables = sched.schedule(lookahead=int(rng.integers(0, 3)), extra_width=int(rng.integers(0, 2))).state.block_tables
+                            prefix_from=donors[0] if donors and rng.random() < 0.3 else None)
+        step = sched.schedule(lookahead=int(rng.integers(0, 3)), extra_width=int(rng.integers(0, 2)))
+        tables = step.state.block_tables
         for slot, req in enumerate(sched.slots):
             blocks = [] if req is None else req.blocks.tolist()
             assert tables[slot, : len(blocks)].tolist() == blocks, (seed, slot)
